@@ -1,0 +1,97 @@
+"""Plots used throughout the book, in one consistent seaborn style."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import torch
+
+__all__ = ["style", "grid_points", "density", "samples", "deformed_grid", "images"]
+
+
+def style():
+    """Set the book's plotting style (called on ``import flowbook.plot``)."""
+    sns.set_theme(style="white", context="notebook", palette="deep")
+    plt.rcParams.update({"figure.dpi": 90, "axes.titlesize": 11, "image.cmap": "magma"})
+
+
+style()
+
+
+def grid_points(bounds=(-5, 5), n: int = 200):
+    """A ``(n*n, 2)`` tensor of grid points over the square ``bounds``, and the cell area."""
+    lo, hi = bounds
+    t = torch.linspace(lo, hi, n)
+    xx, yy = torch.meshgrid(t, t, indexing="xy")
+    cell = ((hi - lo) / (n - 1)) ** 2
+    return torch.stack([xx.reshape(-1), yy.reshape(-1)], 1), cell
+
+
+def _ax(ax):
+    return ax if ax is not None else plt.subplots(figsize=(4, 4))[1]
+
+
+@torch.no_grad()
+def density(log_prob, bounds=(-5, 5), n: int = 200, ax=None, title=None, log=False):
+    """Heat-map of ``exp(log_prob(x))`` (or of ``log_prob`` with ``log=True``) over a square.
+
+    ``log_prob`` is a function of a ``(m, 2)`` tensor, e.g. ``flow.log_prob`` or ``Ring().log_prob``.
+    """
+    ax = _ax(ax)
+    pts, _ = grid_points(bounds, n)
+    lp = torch.cat([log_prob(p).detach().float().cpu() for p in pts.split(10000)])
+    img = lp if log else lp.exp()
+    ax.imshow(img.reshape(n, n).numpy(), origin="lower", extent=(*bounds, *bounds), aspect="equal")
+    ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def samples(x, bounds=None, ax=None, title=None, s=2, alpha=0.4, color=None):
+    """Scatter plot of 2-D samples."""
+    ax = _ax(ax)
+    x = torch.as_tensor(x).detach().cpu().numpy()
+    ax.scatter(x[:, 0], x[:, 1], s=s, alpha=alpha, color=color, linewidths=0)
+    if bounds is not None:
+        ax.set_xlim(bounds), ax.set_ylim(bounds)
+    ax.set_aspect("equal")
+    ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+@torch.no_grad()
+def deformed_grid(fn, bounds=(-3, 3), lines: int = 15, n: int = 200, ax=None, title=None, color="k"):
+    """Draw the image of a square grid under ``fn`` (a bijection or any map of ``(m, 2)`` tensors)."""
+    ax = _ax(ax)
+    t = torch.linspace(*bounds, n)
+    for c in torch.linspace(*bounds, lines):
+        for pts in (torch.stack([t, c.expand(n)], 1), torch.stack([c.expand(n), t], 1)):
+            out = fn(pts)
+            out = (out[0] if isinstance(out, tuple) else out).detach().cpu().numpy()
+            ax.plot(out[:, 0], out[:, 1], color=color, lw=0.6)
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def images(x, nrow: int = 10, shape=(8, 8), ax=None, title=None, vmax=None):
+    """Tile a batch of flattened images (e.g. 8x8 digits) into one grid."""
+    ax = _ax(ax)
+    x = torch.as_tensor(x).detach().cpu().float().reshape(-1, *shape).numpy()
+    n = len(x)
+    ncol = min(nrow, n)
+    rows = int(np.ceil(n / ncol))
+    h, w = shape
+    canvas = np.full((rows * (h + 1) - 1, ncol * (w + 1) - 1), np.nan)
+    for i, im in enumerate(x):
+        r, c = divmod(i, ncol)
+        canvas[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = im
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=vmax)
+    ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    return ax
