@@ -1,0 +1,216 @@
+r"""The restricted Boltzmann machine: binary visible units ``v``, binary hidden units ``h``.
+
+.. math::
+    E(v, h) = -v^\top W h - b^\top v - c^\top h, \qquad P(v, h) = e^{-E(v, h)}/Z.
+
+No visible-visible or hidden-hidden weights, so each layer is conditionally independent given
+the other, :math:`P(h_j = 1\mid v) = \sigma(c_j + (v^\top W)_j)` and
+:math:`P(v_i = 1\mid h) = \sigma(b_i + (W h)_i)`, and a whole layer is sampled at once
+(block Gibbs). Summing out ``h`` gives the free energy
+:math:`F(v) = -b^\top v - \sum_j \operatorname{softplus}(c_j + (v^\top W)_j)`, with
+:math:`\log P(v) = -F(v) - \log Z`. ``Z`` is exact when the smaller layer has at most 20 units;
+annealed importance sampling (``ais_log_partition``) estimates it otherwise.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .ebm import MAX_ENUM, check_binary, state_chunks
+from .utils import check_dim
+
+__all__ = ["RBM"]
+
+
+def _bernoulli(p: torch.Tensor, generator=None) -> torch.Tensor:
+    return (torch.rand(p.shape, generator=generator, dtype=p.dtype).to(p.device) < p).to(p.dtype)
+
+
+class RBM(nn.Module):
+    r"""Restricted Boltzmann machine with ``n_visible`` visible and ``n_hidden`` hidden units.
+
+    Parameters: ``weight`` (n_visible, n_hidden), ``visible_bias`` b, ``hidden_bias`` c.
+
+    Example:
+        >>> import torch, flowbook
+        >>> _ = torch.manual_seed(0)
+        >>> rbm = flowbook.RBM(6, 3).randomize(0.5)
+        >>> v = (torch.rand(4, 6) < 0.5).float()
+        >>> rbm.log_prob(v).shape  # exact: sums over the 2^3 hidden states
+        torch.Size([4])
+        >>> round(rbm.log_partition().item(), 4) == round(rbm.log_partition(over="visible").item(), 4)
+        True
+    """
+
+    def __init__(self, n_visible: int, n_hidden: int):
+        super().__init__()
+        self.n_visible = check_dim(n_visible, "n_visible")
+        self.n_hidden = check_dim(n_hidden, "n_hidden")
+        # small random weights break the symmetry between hidden units (zero stays zero under CD)
+        self.weight = nn.Parameter(0.01 * torch.randn(self.n_visible, self.n_hidden))
+        self.visible_bias = nn.Parameter(torch.zeros(self.n_visible))
+        self.hidden_bias = nn.Parameter(torch.zeros(self.n_hidden))
+
+    @torch.no_grad()
+    def randomize(self, scale: float = 0.1, generator: torch.Generator | None = None):
+        """Fill all parameters with Gaussian values of std ``scale`` (biases too)."""
+        for p in self.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+        return self
+
+    # -- energies and conditionals -------------------------------------------------------------
+    def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Joint energy :math:`E(v, h)` of each row pair, shape ``(batch,)``."""
+        return -((v @ self.weight) * h).sum(1) - v @ self.visible_bias - h @ self.hidden_bias
+
+    def free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        """:math:`F(v) = -\\log \\sum_h e^{-E(v,h)}`, shape ``(batch,)``."""
+        check_binary(v, self.n_visible, "v")
+        return -v @ self.visible_bias - F.softplus(v @ self.weight + self.hidden_bias).sum(1)
+
+    def p_h(self, v: torch.Tensor) -> torch.Tensor:
+        """:math:`P(h_j = 1 \\mid v)` for every hidden unit, shape ``(batch, n_hidden)``."""
+        return torch.sigmoid(v @ self.weight + self.hidden_bias)
+
+    def p_v(self, h: torch.Tensor) -> torch.Tensor:
+        """:math:`P(v_i = 1 \\mid h)` for every visible unit, shape ``(batch, n_visible)``."""
+        return torch.sigmoid(h @ self.weight.T + self.visible_bias)
+
+    @torch.no_grad()
+    def gibbs(self, v: torch.Tensor, steps: int = 1, generator=None) -> torch.Tensor:
+        """``steps`` rounds of block Gibbs sampling v -> h -> v, from the rows of ``v``."""
+        check_binary(v, self.n_visible, "v")
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        for _ in range(steps):
+            v = _bernoulli(self.p_v(_bernoulli(self.p_h(v), generator)), generator)
+        return v
+
+    @torch.no_grad()
+    def sample(self, num: int, steps: int = 1000, generator=None) -> torch.Tensor:
+        """``num`` approximate samples: ``steps`` block-Gibbs rounds from uniform random v."""
+        v0 = _bernoulli(self.weight.new_full((num, self.n_visible), 0.5), generator)
+        return self.gibbs(v0, steps, generator)
+
+    # -- exact normalization -------------------------------------------------------------------
+    def _smaller(self, over: str | None) -> str:
+        if over is None:
+            over = "hidden" if self.n_hidden <= self.n_visible else "visible"
+        if over not in ("hidden", "visible"):
+            raise ValueError(f"over must be 'hidden', 'visible' or None, got {over!r}")
+        n = self.n_hidden if over == "hidden" else self.n_visible
+        if n > MAX_ENUM:
+            raise ValueError(f"n_{over}={n} is too large to sum over its 2^{n} states "
+                             f"(exact log Z needs a layer with <= {MAX_ENUM} units); "
+                             "use ais_log_partition() for an estimate")
+        return over
+
+    def _enumerate(self, over):
+        """Yield (states of layer ``over``, their unnormalized log-marginal, E[other layer | states])."""
+        for s in state_chunks(self.n_hidden if over == "hidden" else self.n_visible, self.weight):
+            if over == "hidden":
+                a = s @ self.weight.T + self.visible_bias
+                yield s, s @ self.hidden_bias + F.softplus(a).sum(1), torch.sigmoid(a)
+            else:
+                yield s, -self.free_energy(s), self.p_h(s)
+
+    def log_partition(self, over: str | None = None) -> torch.Tensor:
+        """Exact :math:`\\log Z`, summing over the smaller layer (or the one named by ``over``)."""
+        over = self._smaller(over)
+        return torch.logsumexp(torch.stack([torch.logsumexp(lp, 0) for _, lp, _ in self._enumerate(over)]), 0)
+
+    def log_prob(self, v: torch.Tensor, log_z: torch.Tensor | None = None) -> torch.Tensor:
+        """Exact :math:`\\log P(v) = -F(v) - \\log Z` (pass ``log_z`` to reuse a computed one)."""
+        return -self.free_energy(v) - (self.log_partition() if log_z is None else log_z)
+
+    @torch.no_grad()
+    def exact_grad(self, data: torch.Tensor) -> dict:
+        """Exact mean log-likelihood gradient: <v h^T>_data - <v h^T>_model (and the biases)."""
+        check_binary(data, self.n_visible, "data")
+        over = self._smaller(None)
+        log_z = self.log_partition(over)
+        vh, ev, eh = self.weight.new_zeros(self.weight.shape), 0.0, 0.0
+        for s, lp, m in self._enumerate(over):
+            p = (lp - log_z).exp()
+            v, h = (m, s) if over == "hidden" else (s, m)
+            vh, ev, eh = vh + (v * p[:, None]).T @ h, ev + p @ v, eh + p @ h
+        ph = self.p_h(data)
+        return {"weight": data.T @ ph / len(data) - vh, "visible_bias": data.mean(0) - ev,
+                "hidden_bias": ph.mean(0) - eh}
+
+    # -- contrastive divergence ----------------------------------------------------------------
+    @torch.no_grad()
+    def cd_grad(self, data: torch.Tensor, k: int = 1, chains: torch.Tensor | None = None,
+                generator=None) -> dict:
+        """CD-k gradient estimate; with ``chains`` (persistent CD) the negative phase continues them.
+
+        Positive phase: <v P(h|v)^T> over the data. Negative phase: the same after ``k`` block
+        Gibbs steps started at the data (CD) or at the persistent ``chains`` (PCD).
+        """
+        check_binary(data, self.n_visible, "data")
+        neg = self.gibbs(data if chains is None else chains, k, generator)
+        ph, nh = self.p_h(data), self.p_h(neg)
+        return {"weight": data.T @ ph / len(data) - neg.T @ nh / len(neg),
+                "visible_bias": data.mean(0) - neg.mean(0),
+                "hidden_bias": ph.mean(0) - nh.mean(0), "chains": neg}
+
+    def fit(self, data: torch.Tensor, steps: int = 1000, k: int = 1, persistent: bool = False,
+            lr: float = 0.01, batch_size: int = 100, progress: bool = True, generator=None) -> list:
+        """Train by (persistent) contrastive divergence with Adam; return reconstruction errors.
+
+        Each step draws a minibatch, estimates the gradient with ``cd_grad`` and takes an ascent
+        step. The returned per-step mean squared error of a one-step reconstruction is only a
+        rough progress signal: it is not the likelihood, which CD never computes.
+        """
+        check_binary(data, self.n_visible, "data")
+        if steps <= 0 or batch_size <= 0 or k <= 0:
+            raise ValueError(f"steps, batch_size and k must be positive, got {steps}, {batch_size}, {k}")
+        data = data.to(self.weight)
+        opt = torch.optim.Adam(self.parameters(), lr=lr)
+        chains = self.sample(batch_size, steps=0, generator=generator) if persistent else None
+        errors = []
+        bar = tqdm(range(steps), disable=not progress, desc="PCD" if persistent else f"CD-{k}", leave=False)
+        for step in bar:
+            batch = data[torch.randint(len(data), (batch_size,), generator=generator).to(data.device)]
+            g = self.cd_grad(batch, k, chains, generator)
+            chains = g.pop("chains") if persistent else None
+            for name, p in self.named_parameters():
+                p.grad = -g[name]  # the optimizer minimizes, we ascend the likelihood
+            opt.step()
+            with torch.no_grad():
+                errors.append((self.p_v(self.p_h(batch)) - batch).pow(2).mean().item())
+            if step % 50 == 0:
+                bar.set_postfix(recon=f"{errors[-1]:.4f}")
+        return errors
+
+    # -- annealed importance sampling ----------------------------------------------------------
+    @torch.no_grad()
+    def ais_log_partition(self, chains: int = 100, betas: int = 1000, base_bias=None, generator=None):
+        r"""Annealed importance sampling estimate of :math:`\log Z` (any size); returns (estimate, std err).
+
+        Anneals from a base model with no weights and visible biases ``base_bias`` (default 0:
+        uniform), :math:`\log Z_0 = \sum_i \operatorname{softplus}(b^0_i) + n_h \log 2`, to this
+        RBM through the parameters scaled by :math:`\beta \in [0, 1]`, one block-Gibbs step per
+        :math:`\beta`. The estimate of Z is unbiased, so the one of log Z is biased low on average.
+        """
+        base = self.visible_bias.new_zeros(self.n_visible) if base_bias is None else base_bias.to(self.weight)
+        bs = torch.linspace(0, 1, betas, dtype=self.weight.dtype)
+        v = _bernoulli(torch.sigmoid(base).expand(chains, -1).contiguous(), generator)
+        log_w = self.weight.new_zeros(chains)
+        for b0, b1 in zip(bs[:-1].tolist(), bs[1:].tolist()):
+            log_w += self._log_pstar_rows(v, b1, base) - self._log_pstar_rows(v, b0, base)
+            h = _bernoulli(torch.sigmoid(b1 * (v @ self.weight + self.hidden_bias)), generator)
+            v = _bernoulli(torch.sigmoid((1 - b1) * base + b1 * (h @ self.weight.T + self.visible_bias)), generator)
+        log_z0 = F.softplus(base).sum() + self.n_hidden * math.log(2)
+        est = torch.logsumexp(log_w, 0) - math.log(chains) + log_z0
+        # delta-method standard error of log(mean w)
+        w = (log_w - log_w.max()).exp()
+        return est, (w.std() / (w.mean() * math.sqrt(chains))).item()
+
+    def _log_pstar_rows(self, v, beta, base_bias):
+        return v @ ((1 - beta) * base_bias + beta * self.visible_bias) + \
+            F.softplus(beta * (v @ self.weight + self.hidden_bias)).sum(1)

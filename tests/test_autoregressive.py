@@ -1,0 +1,224 @@
+"""MADE, the masked affine autoregressive layer (MAF / IAF modes) and the MAF / IAF factories."""
+import math
+
+import pytest
+import torch
+
+import flowbook as fb
+from flowbook.plot import grid_points
+
+D = 5
+
+
+def randomize(module, scale=0.5, seed=0):
+    """Give every parameter (including the zero-initialized last layer) a random value."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return module
+
+
+def made_grads(made, x, context=None):
+    """(out_per_feature, D_out, batch, D_in) gradients of every output w.r.t. every input."""
+    x = x.clone().requires_grad_(True)
+    out = made(x, context)
+    g = torch.zeros(out.shape[1], out.shape[2], *x.shape, dtype=x.dtype)
+    for p in range(out.shape[1]):
+        for j in range(out.shape[2]):
+            g[p, j] = torch.autograd.grad(out[:, p, j].sum(), x, retain_graph=True)[0]
+    return g
+
+
+# ----------------------------------------------------------------------------- MADE
+@pytest.mark.parametrize("hidden,depth", [(32, 2), ((16, 24, 16), 3), (4, 1)])
+def test_made_output_i_depends_only_on_inputs_before_i(hidden, depth):
+    made = randomize(fb.MADE(D, hidden, depth, zero_init=False).double())
+    x = torch.randn(7, D, dtype=torch.float64)
+    g = made_grads(made, x).abs().amax(2)  # (P, D_out, D_in): max |grad| over the batch
+    later = torch.ones(D, D).triu().bool()  # input i >= output j
+    assert (g[:, later] == 0).all(), "an output depends on its own or a later input"
+    if hidden != 4:  # wide enough: every allowed connection exists and is used
+        assert (g[:, ~later] > 0).all(), "an output ignores an earlier input"
+    assert torch.equal(made.connectivity().bool(), ~later)
+
+
+def test_made_context_reaches_every_output_but_the_first():
+    made = randomize(fb.MADE(D, 32, context=3, zero_init=False).double())
+    x = torch.randn(6, D, dtype=torch.float64)
+    c = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    out = made(x, c)
+    for j in range(D):
+        gc = torch.autograd.grad(out[:, :, j].sum(), c, retain_graph=True)[0]
+        # the lowest-degree feature sees no hidden unit: its outputs are the constant bias
+        assert (gc.abs().max() > 0) == (j > 0)
+    assert torch.allclose(out[:, :, 0], made.constant_output()[:, 0].expand(6, -1))
+    g = made_grads(made, x, c).abs().amax(2)
+    assert (g[:, torch.ones(D, D).triu().bool()] == 0).all()
+
+
+def test_made_custom_degrees_give_a_coupling_pattern():
+    made = randomize(fb.MADE(4, 16, degrees=[1, 1, 2, 2], zero_init=False))
+    expected = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0]])
+    assert torch.equal(made.connectivity().long(), expected)
+    assert made.n_levels == 2
+    # degrees are ranked, so [3, 7, 7] behaves like [1, 2, 2]
+    assert fb.MADE(3, 8, degrees=[3, 7, 7]).degrees.tolist() == [1, 2, 2]
+
+
+def test_made_bad_inputs():
+    with pytest.raises(ValueError, match="degrees must be 3 integers"):
+        fb.MADE(3, 8, degrees=[1, 2])
+    with pytest.raises(ValueError, match="hidden must be a positive integer"):
+        fb.MADE(3, 0)
+    with pytest.raises(ValueError, match="x has 4 features, expected 3"):
+        fb.MADE(3, 8)(torch.randn(2, 4))
+    with pytest.raises(ValueError, match="pass a context"):
+        fb.MADE(3, 8, context=2)(torch.randn(2, 3))
+    with pytest.raises(ValueError, match="takes no context"):
+        fb.MADE(3, 8)(torch.randn(2, 3), torch.randn(2, 2))
+
+
+# ----------------------------------------------------------------------------- the layer
+@pytest.mark.parametrize("mode", ["maf", "iaf"])
+@pytest.mark.parametrize("degrees", [None, [1, 1, 2, 2, 2], [3, 1, 2, 1, 3]])
+def test_layer_passes_check_bijection(mode, degrees):
+    layer = randomize(fb.MaskedAffineAutoregressive(D, 16, mode=mode, degrees=degrees))
+    fb.check_bijection(layer, 2 * torch.randn(16, D), atol=1e-9)
+
+
+@pytest.mark.parametrize("mode", ["maf", "iaf"])
+def test_layer_with_context_passes_check_bijection(mode):
+    layer = randomize(fb.MaskedAffineAutoregressive(D, 16, context=3, mode=mode))
+    z, c = torch.randn(8, D), torch.randn(8, 3)
+    fb.check_bijection(layer, z, context=c, atol=1e-9)
+    x1, _ = layer(z, c)
+    x2, _ = layer(z, c + 1)
+    assert not torch.allclose(x1, x2), "the context has no effect"
+
+
+@pytest.mark.parametrize("mode", ["maf", "iaf"])
+def test_fresh_layer_is_identity(mode):
+    layer = fb.MaskedAffineAutoregressive(D, 16, mode=mode)
+    z = torch.randn(5, D)
+    for out, ladj in (layer(z), layer.inverse(z)):
+        assert torch.equal(out, z) and torch.equal(ladj, torch.zeros(5))
+
+
+def test_scale_is_bounded():
+    layer = fb.MaskedAffineAutoregressive(D, 16, mode="iaf", scale_bound=2.0)
+    with torch.no_grad():
+        layer.made.output.bias.fill_(1e4)  # huge raw log-scales
+    x, ladj = layer(torch.randn(4, D))
+    assert torch.isfinite(x).all()
+    assert torch.allclose(ladj, torch.full((4,), 2.0 * D))
+    with pytest.raises(ValueError, match="scale_bound must be positive"):
+        fb.MaskedAffineAutoregressive(D, 8, scale_bound=0)
+    with pytest.raises(ValueError, match="mode must be"):
+        fb.MaskedAffineAutoregressive(D, 8, mode="nice")
+    with pytest.raises(ValueError, match="z has 3 features, expected 5"):
+        layer(torch.randn(2, 3))
+
+
+@pytest.mark.parametrize("mode,fwd_passes,inv_passes", [("maf", D - 1, 1), ("iaf", 1, D - 1)])
+def test_pass_counts(mode, fwd_passes, inv_passes):
+    layer = randomize(fb.MaskedAffineAutoregressive(D, 16, mode=mode))
+    z = torch.randn(3, D)
+    layer.passes = 0
+    x, _ = layer(z)
+    assert layer.passes == fwd_passes
+    layer.passes = 0
+    layer.inverse(x)
+    assert layer.passes == inv_passes
+    coupling = randomize(fb.MaskedAffineAutoregressive(D, 16, mode=mode, degrees=[1, 1, 2, 2, 2]))
+    coupling(z), coupling.inverse(z)
+    assert coupling.passes == 2  # a coupling pattern is one pass in each direction
+
+
+@pytest.mark.parametrize("mode", ["maf", "iaf"])
+def test_reparametrized_layer_computes_the_inverse(mode):
+    layer = randomize(fb.MaskedAffineAutoregressive(D, 16, mode=mode)).double()
+    other = fb.reparametrized(layer)
+    assert other.mode != mode and other.made is layer.made
+    v = torch.randn(9, D, dtype=torch.float64)
+    for a, b in ((other(v), layer.inverse(v)), (other.inverse(v), layer(v))):
+        assert torch.allclose(a[0], b[0], atol=1e-10) and torch.allclose(a[1], b[1], atol=1e-10)
+    fb.check_bijection(other, v, atol=1e-9)
+    with pytest.raises(TypeError, match="MaskedAffineAutoregressive"):
+        fb.reparametrized(fb.Affine(2))
+
+
+# ----------------------------------------------------------------------------- flows
+def test_factories_structure_and_parameter_count():
+    flow = fb.MAF(2, n_layers=5, hidden=64, depth=2)
+    kinds = [type(b).__name__ for b in flow.transform]
+    assert kinds == ["MaskedAffineAutoregressive", "ReversePermutation"] * 4 + ["MaskedAffineAutoregressive"]
+    # MADE (D -> H -> H -> 2D) per layer: the count nflows' MAF has with the same settings
+    per_layer = lambda d, h: (d * h + h) + (h * h + h) + (h * 2 * d + 2 * d)
+    assert sum(p.numel() for p in flow.parameters()) == 5 * per_layer(2, 64) == 23060
+    big = fb.MAF(64, hidden=256)
+    assert sum(p.numel() for p in big.parameters()) == 5 * per_layer(64, 256)
+    assert all(b.mode == "iaf" for b in fb.IAF(3).transform if hasattr(b, "mode"))
+
+
+@pytest.mark.parametrize("factory", [fb.MAF, fb.IAF])
+def test_2d_density_integrates_to_one(factory):
+    torch.manual_seed(0)
+    flow = randomize(factory(2, n_layers=3, hidden=16), scale=0.3).double()
+    pts, cell = grid_points((-9, 9), 300)
+    with torch.no_grad():
+        total = flow.log_prob(pts.double()).exp().sum().item() * cell
+    assert abs(total - 1) < 2e-3, total
+
+
+def test_iaf_sample_and_log_prob_needs_no_inverse(monkeypatch):
+    flow = randomize(fb.IAF(D, n_layers=3, hidden=16), scale=0.3).double()
+    x, log_p = flow.sample_and_log_prob(20)
+    assert torch.allclose(log_p, flow.log_prob(x), atol=1e-8)  # the D-pass density agrees
+
+    def boom(self, x, context=None):
+        raise AssertionError("inverse called")
+
+    monkeypatch.setattr(fb.MaskedAffineAutoregressive, "inverse", boom)
+    flow.sample_and_log_prob(5)  # must not call inverse
+    with pytest.raises(AssertionError, match="inverse called"):
+        flow.log_prob(x)
+
+
+def test_maf_is_the_inverse_of_an_iaf():
+    maf = randomize(fb.MAF(D, n_layers=3, hidden=16), scale=0.3).double()
+    layers = [fb.reparametrized(b) if isinstance(b, fb.MaskedAffineAutoregressive) else b.inv
+              for b in reversed(list(maf.transform))]
+    iaf_of_inverse = fb.Compose(*layers)  # an IAF: its forward is the MAF's inverse
+    x = torch.randn(10, D, dtype=torch.float64)
+    z, ladj = maf.transform.inverse(x)
+    z2, ladj2 = iaf_of_inverse(x)
+    assert torch.allclose(z, z2, atol=1e-10) and torch.allclose(ladj, ladj2, atol=1e-10)
+
+
+def test_conditional_flow():
+    torch.manual_seed(0)
+    flow = randomize(fb.MAF(3, n_layers=2, hidden=16, context=4), scale=0.3)
+    onehot = torch.eye(4)
+    x = torch.randn(6, 3)
+    lp0, lp1 = flow.log_prob(x, onehot[0]), flow.log_prob(x, onehot[1])
+    assert lp0.shape == (6,) and not torch.allclose(lp0, lp1)
+    s = flow.sample(5, context=onehot[2])
+    assert s.shape == (5, 3)
+    # sample and density agree through the sequential direction
+    x, lp = flow.sample_and_log_prob(7, context=onehot[3])
+    assert torch.allclose(lp, flow.log_prob(x, onehot[3]), atol=1e-4)
+    with pytest.raises(ValueError, match="pass a context"):
+        flow.log_prob(x)
+
+
+def test_maf_learns_a_correlated_gaussian():
+    torch.manual_seed(0)
+    cov = torch.tensor([[1.0, 0.9], [0.9, 1.0]])
+    data = torch.distributions.MultivariateNormal(torch.zeros(2), cov).sample((4000,))
+    flow = fb.MAF(2, n_layers=2, hidden=16)
+    before = fb.evaluate_nll(flow, data)
+    fb.fit(flow, data, steps=100, lr=1e-2, progress=False)
+    true_nll = 0.5 * torch.logdet(2 * math.pi * math.e * cov).item()
+    after = fb.evaluate_nll(flow, data)
+    assert before - true_nll > 0.5 and after - true_nll < 0.05, (before, after, true_nll)

@@ -1,0 +1,180 @@
+"""Core API: Bijection / Inverse / Compose / Flow, the linear layers, and bad inputs."""
+import math
+
+import pytest
+import torch
+from torch import distributions as D
+
+import flowbook as fb
+from flowbook.plot import grid_points
+
+torch.set_default_dtype(torch.float64)
+
+
+def randomize(module, scale=0.5):
+    """Move every parameter away from its identity initialization."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return module
+
+
+LAYERS = {
+    "affine": lambda: fb.Affine(3),
+    "lulinear": lambda: fb.LULinear(3),
+    "permutation": lambda: fb.Permutation([2, 0, 1]),
+    "reverse": lambda: fb.ReversePermutation(3),
+    "compose": lambda: fb.Compose(fb.Affine(3), fb.LULinear(3), fb.ReversePermutation(3), fb.LULinear(3)),
+    "inverse": lambda: fb.Inverse(fb.LULinear(3)),
+    "logit": lambda: fb.data.Logit(3, alpha=0.05),
+}
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_bijection_checks_float64(name):
+    fb.seed(1)
+    layer = randomize(LAYERS[name]())
+    z = torch.randn(16, 3)
+    report = fb.check_bijection(layer, z, atol=1e-9)
+    assert report.roundtrip_error < 1e-9 and report.logdet_error < 1e-9 and report.logdet_sum_error < 1e-9
+
+
+def test_inverse_of_inverse_is_same_object():
+    b = fb.Affine(2)
+    assert b.inv.inv is b
+    x, ladj = b.inv(torch.randn(4, 2))
+    assert ladj.shape == (4,)
+
+
+def test_compose_runs_layers_in_order_and_sums_logdets():
+    fb.seed(2)
+    f1, f2 = randomize(fb.Affine(2)), randomize(fb.LULinear(2))
+    z = torch.randn(5, 2)
+    x, ladj = fb.Compose(f1, f2)(z)
+    y1, l1 = f1(z)
+    y2, l2 = f2(y1)
+    assert torch.allclose(x, y2) and torch.allclose(ladj, l1 + l2)
+    zb, lb = fb.Compose(f1, f2).inverse(x)
+    assert torch.allclose(zb, z) and torch.allclose(lb, -ladj)
+
+
+def test_lulinear_from_matrix_and_singular_matrix():
+    W = torch.tensor([[2.0, -1.0], [2.0, 1.0]])
+    b = fb.LULinear(2, matrix=W)
+    assert torch.allclose(b.matrix(), W)
+    assert math.isclose(b.log_abs_det().exp().item(), 4.0, rel_tol=1e-12)
+    with pytest.raises(ValueError, match="singular"):
+        fb.LULinear(2, matrix=torch.tensor([[1.0, 2.0], [2.0, 4.0]]))
+    with pytest.raises(ValueError, match="shape"):
+        fb.LULinear(2, matrix=torch.eye(3))
+
+
+def make_flow(dim=2):
+    fb.seed(3)
+    return fb.Flow(fb.StandardNormal(dim), [randomize(fb.Affine(dim)), randomize(fb.LULinear(dim)),
+                                            fb.ReversePermutation(dim)])
+
+
+def test_density_integrates_to_one_on_grid():
+    flow = make_flow()
+    with torch.no_grad():
+        pts, cell = grid_points((-12, 12), 400)
+        mass = flow.log_prob(pts).exp().sum().item() * cell
+    assert abs(mass - 1) < 1e-3, mass
+
+
+def test_log_prob_matches_transformed_distribution():
+    """The same affine map in torch.distributions gives the same density (lecture 002's code)."""
+    flow = fb.Flow(fb.StandardNormal(2), [randomize(fb.Affine(2))])
+    a = flow.transform[0]
+    td = D.TransformedDistribution(
+        D.Independent(D.Normal(torch.zeros(2), torch.ones(2)), 1),
+        [D.AffineTransform(a.shift.detach(), a.log_scale.detach().exp(), event_dim=1)])
+    x = td.sample((100,))
+    assert torch.allclose(flow.log_prob(x), td.log_prob(x), atol=1e-12)
+
+
+def test_sample_shapes_and_sample_and_log_prob_consistent():
+    flow = make_flow(3)
+    assert flow.sample(7).shape == (7, 3)
+    assert flow.sample((2, 4)).shape == (2, 4, 3)
+    x, lp = flow.sample_and_log_prob((6,))
+    assert x.shape == (6, 3) and lp.shape == (6,)
+    assert torch.allclose(lp, flow.log_prob(x.detach()), atol=1e-10)
+    assert flow.rsample(5).requires_grad
+
+
+def test_save_load_round_trip(tmp_path):
+    flow = make_flow()
+    torch.save(flow.state_dict(), tmp_path / "flow.pt")
+    other = fb.Flow(fb.StandardNormal(2), [fb.Affine(2), fb.LULinear(2), fb.ReversePermutation(2)])
+    other.load_state_dict(torch.load(tmp_path / "flow.pt"))
+    x = torch.randn(10, 2)
+    assert torch.allclose(flow.log_prob(x), other.log_prob(x))
+
+
+def test_flow_moves_with_dtype():
+    flow = make_flow().float()
+    assert flow.sample(3).dtype == torch.float32
+    assert flow.log_prob(torch.randn(3, 2, dtype=torch.float32)).dtype == torch.float32
+
+
+# ------------------------------------------------------------------ bad inputs
+def test_wrong_feature_dimension_names_argument():
+    flow = make_flow(2)
+    with pytest.raises(ValueError, match=r"x has 3 features, expected 2"):
+        flow.log_prob(torch.randn(4, 3))
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 2\)"):
+        flow.log_prob(torch.randn(2))
+    with pytest.raises(ValueError, match="z has 3 features"):
+        fb.Affine(2)(torch.randn(4, 3))
+
+
+def test_nan_input_rejected():
+    x = torch.randn(4, 2)
+    x[1, 0] = float("nan")
+    with pytest.raises(ValueError, match="x contains 1 NaN"):
+        make_flow().log_prob(x)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "2"])
+def test_non_positive_dimension(bad):
+    with pytest.raises(ValueError, match="dim must be a positive integer"):
+        fb.StandardNormal(bad)
+    with pytest.raises(ValueError, match="dim must be a positive integer"):
+        fb.Affine(bad)
+
+
+def test_base_transform_dimension_mismatch():
+    with pytest.raises(ValueError, match="transform works on 3 features but base has dim 2"):
+        fb.Flow(fb.StandardNormal(2), fb.Affine(3))
+    with pytest.raises(ValueError, match="share one feature dimension"):
+        fb.Compose(fb.Affine(2), fb.Affine(3))
+
+
+def test_not_a_permutation():
+    with pytest.raises(ValueError, match="perm must be a permutation"):
+        fb.Permutation([0, 0, 1])
+
+
+def test_missing_inverse_names_layer():
+    class Squash(fb.Bijection):
+        def forward(self, z, context=None):
+            return z + torch.tanh(z), torch.log1p(1 - torch.tanh(z) ** 2).sum(1)
+
+    with pytest.raises(NotImplementedError, match="Squash has no tractable inverse"):
+        Squash().inverse(torch.zeros(1, 2))
+
+
+def test_context_rows_checked():
+    flow = make_flow()
+    with pytest.raises(ValueError, match="context has 3 rows, expected 1"):
+        flow.sample(5, context=torch.zeros(3, 1))
+
+
+def test_device_and_seed():
+    assert fb.device().type in ("cpu", "cuda")
+    fb.seed(7)
+    a = torch.randn(3)
+    fb.seed(7)
+    assert torch.equal(a, torch.randn(3))

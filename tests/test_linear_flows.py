@@ -1,0 +1,117 @@
+"""QRLinear, SinhArcsinh and the timing helpers (chapters 2 and 3), in float64."""
+import math
+
+import pytest
+import torch
+
+import flowbook as fb
+from flowbook.elementwise import SinhArcsinh
+from flowbook.orthogonal import QRLinear
+from flowbook.plot import grid_points
+from flowbook.timing import loglog_slope, time_call
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def randomize(module, scale=0.5):
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return module
+
+
+@pytest.mark.parametrize("make", [lambda: QRLinear(4), lambda: QRLinear(4, num_reflections=2),
+                                  lambda: QRLinear(4, bias=False), lambda: SinhArcsinh(4),
+                                  lambda: fb.Compose(SinhArcsinh(4), QRLinear(4), SinhArcsinh(4), fb.LULinear(4))])
+def test_check_bijection_randomized(make):
+    fb.seed(3)
+    layer = randomize(make())
+    z = 1.5 * torch.randn(32, 4)
+    r = fb.check_bijection(layer, z, atol=1e-9)
+    assert r.roundtrip_error < 1e-9 and r.logdet_error < 1e-9 and r.logdet_sum_error < 1e-9
+
+
+def test_qr_matrix_is_q_times_r_and_q_orthogonal():
+    fb.seed(0)
+    b = randomize(QRLinear(5, num_reflections=3))
+    q = b.orthogonal()
+    assert torch.allclose(q.T @ q, torch.eye(5), atol=1e-12)
+    # K reflections: det Q = (-1)^K; R's sign buffer is all +1 here
+    assert math.isclose(torch.linalg.det(q).item(), (-1) ** 3, abs_tol=1e-10)
+    W = b.matrix()
+    z = torch.randn(7, 5)
+    x, ladj = b(z)
+    assert torch.allclose(x, z @ W.T + b.bias, atol=1e-12)
+    assert torch.allclose(ladj, torch.linalg.slogdet(W).logabsdet.expand(7), atol=1e-12)
+
+
+def test_sinh_arcsinh_identity_at_init_and_exact_formula():
+    b = SinhArcsinh(2)
+    z = torch.randn(10, 2)
+    x, ladj = b(z)
+    assert torch.allclose(x, z, atol=1e-12) and ladj.abs().max() < 1e-12
+    with torch.no_grad():
+        b.skew.copy_(torch.tensor([0.3, -0.2]))
+        b.log_tail.copy_(torch.tensor([0.4, -0.5]))
+    x, _ = b(z)
+    tau = torch.tensor([0.4, -0.5]).exp()
+    assert torch.allclose(x, torch.sinh(tau * torch.asinh(z) - torch.tensor([0.3, -0.2])), atol=1e-12)
+
+
+def test_sinh_arcsinh_far_tails_stay_finite():
+    b = SinhArcsinh(1)
+    with torch.no_grad():
+        b.log_tail.fill_(1.0)
+    x, ladj = b(torch.tensor([[1e6], [-1e6]]))
+    assert torch.isfinite(x).all() and torch.isfinite(ladj).all()
+
+
+def test_flow_with_new_layers_integrates_to_one():
+    fb.seed(2)
+    flow = fb.Flow(fb.StandardNormal(2), [randomize(SinhArcsinh(2), 0.3), randomize(QRLinear(2), 0.3)])
+    pts, cell = grid_points((-12, 12), 500)
+    with torch.no_grad():
+        mass = flow.log_prob(pts).exp().sum().item() * cell
+    assert abs(mass - 1) < 5e-3
+
+
+@pytest.mark.parametrize("make", [lambda: QRLinear(3), lambda: SinhArcsinh(3)])
+def test_bad_shapes_raise(make):
+    layer = make()
+    with pytest.raises(ValueError, match="features"):
+        layer(torch.randn(4, 2))
+    with pytest.raises(ValueError, match="shape"):
+        layer.inverse(torch.randn(3))
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="num_reflections"):
+        QRLinear(3, num_reflections=0)
+    with pytest.raises(ValueError, match="dim"):
+        SinhArcsinh(0)
+
+
+def test_loglog_slope_recovers_exponents():
+    n = [8, 16, 32, 64]
+    assert math.isclose(loglog_slope(n, [3e-6 * k**3 for k in n]), 3.0, abs_tol=1e-9)
+    assert math.isclose(loglog_slope(n, [5.0 / k for k in n]), -1.0, abs_tol=1e-9)
+    with pytest.raises(ValueError, match="positive"):
+        loglog_slope([1, 2], [0.0, 1.0])
+    with pytest.raises(ValueError, match="same length"):
+        loglog_slope([1, 2, 3], [1.0, 2.0])
+
+
+def test_time_call_measures_and_restores_threads():
+    threads = torch.get_num_threads()
+    calls = []
+    t = time_call(lambda: calls.append(1) or sum(range(2000)), repeat=3, min_time=1e-3)
+    assert 0 < t < 0.01 and len(calls) > 3
+    assert torch.get_num_threads() == threads
+    with pytest.raises(ValueError, match="repeat"):
+        time_call(lambda: None, repeat=0)
