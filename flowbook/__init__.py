@@ -6,47 +6,60 @@ z -> x returning ``(x, log|det dx/dz|)``; ``inverse`` returns ``(z, log|det dz/d
 
 Example:
     >>> import torch, flowbook
-    >>> flow = flowbook.Flow(flowbook.StandardNormal(2), [flowbook.Affine(2), flowbook.LULinear(2)])
+    >>> flow = flowbook.RealNVP(2)
     >>> flow.log_prob(torch.randn(4, 2)).shape
     torch.Size([4])
 """
-from . import data
+from . import data, nets, targets, timing
+# core: bijections, composition, flows, base distributions, the checker
 from .core import Bijection, Compose, Flow, Inverse
 from .distributions import BoxUniform, StandardNormal
 from .jacobian import BijectionReport, check_bijection, jacobian, logabsdet
+# layers
 from .linear import Affine, LULinear, Permutation, ReversePermutation
+from .orthogonal import QRLinear
+from .elementwise import SinhArcsinh
+from .coupling import (AdditiveCoupling, AffineCoupling, Partial, Scaling, Squeeze, alternating_mask, channel_mask,
+                       checkerboard_mask, half_mask, squeeze, unsqueeze)
+from .normalization import ActNorm, BatchNorm
+from .made import MADE, MaskedLinear
+from .autoregressive import IAF, MAF, MaskedAffineAutoregressive, reparametrized
+from .planar import Planar, Radial
+from .nets import mlp
+# ready-made flows
+from .models import NICE, RealNVP
+# training
 from .train import History, evaluate_nll, fit
+from .reverse_kl import ELBOEstimate, ReverseKLHistory, evaluate_elbo, fit_reverse_kl
+# beyond flows: VAEs and energy-based models
+from .vae import (VAE, BernoulliDecoder, ELBOTerms, GaussianDecoder, GaussianEncoder, MixturePrior, VampPrior,
+                  gaussian_kl, gaussian_log_prob)
+from .surgery import AggregatedPosterior, Surgery, elbo_surgery
+from .ebm import BoltzmannMachine
+from .rbm import RBM
 from .utils import device, seed
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "data", "nets", "targets", "timing", "plot",
     "Bijection", "Compose", "Flow", "Inverse", "StandardNormal", "BoxUniform",
-    "Affine", "LULinear", "Permutation", "ReversePermutation",
     "jacobian", "logabsdet", "check_bijection", "BijectionReport",
-    "fit", "evaluate_nll", "History", "device", "seed", "data",
+    "Affine", "LULinear", "Permutation", "ReversePermutation", "QRLinear", "SinhArcsinh",
+    "AdditiveCoupling", "AffineCoupling", "Partial", "Scaling", "Squeeze", "alternating_mask", "channel_mask",
+    "checkerboard_mask", "half_mask", "squeeze", "unsqueeze", "ActNorm", "BatchNorm",
+    "MADE", "MaskedLinear", "MaskedAffineAutoregressive", "MAF", "IAF", "reparametrized",
+    "Planar", "Radial", "mlp", "NICE", "RealNVP",
+    "fit", "evaluate_nll", "History", "fit_reverse_kl", "evaluate_elbo", "ReverseKLHistory", "ELBOEstimate",
+    "VAE", "BernoulliDecoder", "ELBOTerms", "GaussianDecoder", "GaussianEncoder", "MixturePrior", "VampPrior",
+    "gaussian_kl", "gaussian_log_prob", "AggregatedPosterior", "Surgery", "elbo_surgery",
+    "BoltzmannMachine", "RBM", "device", "seed",
 ]
 
-from . import nets
-from .nets import mlp
-__all__ += ["nets", "mlp"]
 
-from .coupling import (AdditiveCoupling, AffineCoupling, Scaling, Squeeze, alternating_mask, channel_mask,
-                       checkerboard_mask, half_mask, squeeze, unsqueeze)
-from .normalization import ActNorm, BatchNorm
-from .models import NICE, RealNVP
-__all__ += ["AdditiveCoupling", "AffineCoupling", "Scaling", "Squeeze", "alternating_mask", "channel_mask",
-            "checkerboard_mask", "half_mask", "squeeze", "unsqueeze", "ActNorm", "BatchNorm", "NICE", "RealNVP"]
-
-from .made import MADE, MaskedLinear
-from .autoregressive import IAF, MAF, MaskedAffineAutoregressive, reparametrized
-__all__ += ["MADE", "MaskedLinear", "MaskedAffineAutoregressive", "MAF", "IAF", "reparametrized"]
-
-from . import targets
-from .planar import Planar, Radial
-from .reverse_kl import ELBOEstimate, ReverseKLHistory, evaluate_elbo, fit_reverse_kl
-__all__ += ["targets", "Planar", "Radial", "fit_reverse_kl", "evaluate_elbo", "ReverseKLHistory", "ELBOEstimate"]
-from . import timing
-from .elementwise import SinhArcsinh
-from .orthogonal import QRLinear
-__all__ += ["QRLinear", "SinhArcsinh", "timing"]
+def __getattr__(name):
+    # flowbook.plot pulls in matplotlib and seaborn, so it is imported on first use only.
+    if name == "plot":
+        import importlib
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module 'flowbook' has no attribute {name!r}")

@@ -15,8 +15,6 @@ Images are flattened in (C, H, W) order (``index = c*H*W + h*W + w``), like ``to
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -25,7 +23,7 @@ from .linear import Permutation
 from .nets import mlp
 from .utils import check_dim
 
-__all__ = ["AdditiveCoupling", "AffineCoupling", "Scaling", "Squeeze", "half_mask", "alternating_mask",
+__all__ = ["AdditiveCoupling", "AffineCoupling", "Scaling", "Squeeze", "Partial", "half_mask", "alternating_mask",
            "checkerboard_mask", "channel_mask", "squeeze", "unsqueeze"]
 
 
@@ -247,3 +245,42 @@ class Squeeze(Permutation):
         c, h, w = _check_shape(shape)
         super().__init__(unsqueeze(torch.arange(c * h * w).unsqueeze(0), (c, h, w))[0])
         self.shape = (c, h, w)
+
+
+class Partial(Bijection):
+    """Apply ``bijection`` to the features ``index`` of a ``dim``-vector; leave the others unchanged.
+
+    This is RealNVP's *factor-out*: after a scale, the features not in ``index`` go straight to
+    the latent, and the later (deeper) layers only work on the ``index`` features, which halves
+    their cost at every scale. log-det = the inner bijection's.
+
+    Example:
+        >>> import torch, flowbook
+        >>> inner = flowbook.AffineCoupling(flowbook.half_mask(2), hidden=4)
+        >>> layer = flowbook.Partial(inner, [1, 3], dim=4)
+        >>> layer(torch.randn(3, 4))[0].shape
+        torch.Size([3, 4])
+    """
+
+    def __init__(self, bijection: Bijection, index, dim: int):
+        super().__init__()
+        self.dim = check_dim(dim)
+        index = torch.as_tensor(index, dtype=torch.long)
+        if index.dim() != 1 or len(index.unique()) != len(index) or index.min() < 0 or index.max() >= self.dim:
+            raise ValueError(f"index must hold distinct feature indices in 0..{self.dim - 1}")
+        if bijection.dim is not None and bijection.dim != len(index):
+            raise ValueError(f"bijection works on {bijection.dim} features but index selects {len(index)}")
+        self.bijection = bijection
+        self.register_buffer("index", index)
+
+    def _run(self, v, context, fn):
+        out, ladj = fn(v[:, self.index], context)
+        return v.index_copy(1, self.index, out), ladj
+
+    def forward(self, z, context=None):
+        self._check(z, "z")
+        return self._run(z, context, self.bijection.forward)
+
+    def inverse(self, x, context=None):
+        self._check(x, "x")
+        return self._run(x, context, self.bijection.inverse)

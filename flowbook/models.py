@@ -21,7 +21,7 @@ def _masks(dim, n_layers):
     return [alternating_mask(dim, even=(i % 2 == 0)) for i in range(check_dim(n_layers, "n_layers"))]
 
 
-def NICE(dim: int, n_layers: int = 4, hidden: int = 64, depth: int = 3, scaling: bool = True) -> Flow:
+def NICE(dim: int, n_layers: int = 4, hidden: int = 64, depth: int = 2, scaling: bool = True) -> Flow:
     r"""NICE (Dinh et al. 2014): ``n_layers`` additive couplings with alternating masks, then rescaling.
 
     Generative direction :math:`z \to x`: ``Scaling`` first (it acts on the latent side, NICE's

@@ -167,14 +167,17 @@ class Wave:
         return math.log(2 * math.pi * 2 * 0.4)
 
 
-def sample_density(x, bounds=(-4, 4), bins: int = 100, ax=None, title=None):
-    """Draw the density of 2-D samples as a normalized histogram (for flows with no ``log_prob``)."""
+def sample_density(x, bounds=(-4, 4), bins: int = 100, ax=None, title=None, gamma: float = 1.0):
+    """Draw the density of 2-D samples as a normalized histogram (for flows with no ``log_prob``).
+
+    ``gamma < 1`` brightens faint regions (colour = density ** gamma), for densities with sharp peaks.
+    """
     if ax is None:
         ax = plt.subplots(figsize=(4, 4))[1]
     x = torch.as_tensor(x).detach().cpu().double().numpy()
     edges = np.linspace(bounds[0], bounds[1], bins + 1)
     hist, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=[edges, edges], density=True)
-    ax.imshow(hist.T, origin="lower", extent=(*bounds, *bounds), aspect="equal", cmap="magma")
+    ax.imshow(hist.T ** gamma, origin="lower", extent=(*bounds, *bounds), aspect="equal", cmap="magma")
     ax.set_xticks([]), ax.set_yticks([])
     if title:
         ax.set_title(title)

@@ -141,7 +141,7 @@ class MixturePrior(nn.Module):
         self.log_std = nn.Parameter(torch.zeros(self.k, self.dim))
         self.logits = nn.Parameter(torch.zeros(self.k))
 
-    def log_prob(self, z):
+    def log_prob(self, z, context=None):  # context is ignored; accepted so flowbook.fit can train it
         check_features(z, self.dim, "z")
         comp = gaussian_log_prob(z.unsqueeze(1), self.means, self.log_std)  # (batch, k)
         return torch.logsumexp(comp + F.log_softmax(self.logits, 0), 1)
@@ -165,7 +165,7 @@ class VampPrior(nn.Module):
         self.encoder, self.dim = encoder, encoder.latent
         self.pseudo_inputs = nn.Parameter(pseudo_inputs.detach().clone())
 
-    def log_prob(self, z):
+    def log_prob(self, z, context=None):  # context is ignored; accepted so flowbook.fit can train it
         check_features(z, self.dim, "z")
         mu, log_sigma, _ = self.encoder(self.pseudo_inputs)
         comp = gaussian_log_prob(z.unsqueeze(1), mu, log_sigma)

@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/fetch_widget_js.sh
-export MPLBACKEND=Agg PYTHONWARNINGS="ignore::DeprecationWarning"
+export PYTHONWARNINGS="ignore::DeprecationWarning"  # no MPLBACKEND: notebooks need the inline backend
 jupyter-book build --all -W --keep-going .

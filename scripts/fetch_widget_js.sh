@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=book/_static/widgets
-[ -s "$dest/embed-amd.js" ] && [ -s "$dest/require.js" ] && exit 0
+# The embedder loads its icon fonts relative to the page (all pages live in book/), so they are
+# served from book/@jupyter-widgets/html-manager/dist/ through Sphinx's html_extra_path.
+fonts=book/_extra/book/@jupyter-widgets/html-manager/dist
+[ -s "$dest/embed-amd.js" ] && [ -s "$dest/require.js" ] && [ -d "$fonts" ] && exit 0
 command -v npm >/dev/null || { echo "fetch_widget_js: npm is needed (apt-get install npm)" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -13,6 +16,9 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$dest"
 tar -xzf "$tmp"/jupyter-widgets-html-manager-1.0.15.tgz -C "$tmp" package/dist/embed-amd.js
 cp "$tmp"/package/dist/embed-amd.js "$dest/embed-amd.js"
+tar -xzf "$tmp"/jupyter-widgets-html-manager-1.0.15.tgz -C "$tmp" --wildcards 'package/dist/*.woff*' 'package/dist/*.ttf' 'package/dist/*.eot' 'package/dist/*.svg'
+mkdir -p "$fonts"
+cp "$tmp"/package/dist/*.woff* "$tmp"/package/dist/*.ttf "$tmp"/package/dist/*.eot "$tmp"/package/dist/*.svg "$fonts"/
 tar -xzf "$tmp"/requirejs-2.3.8.tgz -C "$tmp" package/require.js
 cp "$tmp"/package/require.js "$dest/require.js"
-echo "fetch_widget_js: $(du -sh "$dest" | cut -f1) in $dest"
+echo "fetch_widget_js: $(du -sh "$dest" | cut -f1) in $dest, fonts in $fonts"

@@ -185,3 +185,14 @@ def test_bad_inputs():
         fb.mlp(2, 2, depth=-1)
     with pytest.raises(ValueError, match="at least 2 rows"):
         fb.ActNorm(2).inverse(torch.zeros(1, 2))
+
+
+def test_partial_factor_out():
+    inner = randomize(fb.AffineCoupling(fb.half_mask(4), hidden=8)).double()
+    layer = fb.Partial(inner, [5, 0, 2, 3], dim=6)
+    z = z64()
+    x, _ = layer(z)
+    assert torch.equal(x[:, [1, 4]], z[:, [1, 4]])  # factored-out features untouched
+    fb.check_bijection(layer, z, atol=1e-9)
+    with pytest.raises(ValueError, match="distinct"):
+        fb.Partial(inner, [0, 0, 1, 2], dim=6)

@@ -11,11 +11,13 @@ from flowbook.rbm import RBM
 
 @pytest.fixture(autouse=True)
 def float64():
-    old = torch.get_default_dtype()
+    old, threads = torch.get_default_dtype(), torch.get_num_threads()
     torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)  # tiny matrices: a second thread only adds contention on a busy CPU
     torch.manual_seed(0)
     yield
     torch.set_default_dtype(old)
+    torch.set_num_threads(threads)
 
 
 def random_bm(n=6, temperature=1.7):
@@ -157,9 +159,9 @@ def test_rbm_cd_and_pcd_training_raise_likelihood():
     for persistent in (False, True):
         rbm = RBM(10, 3)
         before = rbm.log_prob(data).mean().item()
-        errors = rbm.fit(data, steps=300, k=1, persistent=persistent, lr=0.05, progress=False, generator=gen)
+        errors = rbm.fit(data, steps=300, k=1, persistent=persistent, lr=0.01, progress=False, generator=gen)
         after = rbm.log_prob(data).mean().item()
-        assert before == pytest.approx(-10 * math.log(2))
+        assert before == pytest.approx(-10 * math.log(2), abs=0.01)  # near-zero weights: uniform
         assert after > before + 2.0, (persistent, before, after)
         assert errors[-1] < errors[0]
 
