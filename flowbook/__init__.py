@@ -33,8 +33,8 @@ from .train import History, evaluate_nll, fit
 from .reverse_kl import ELBOEstimate, ReverseKLHistory, evaluate_elbo, fit_reverse_kl
 # beyond flows: VAEs and energy-based models
 from .vae import (VAE, BernoulliDecoder, ELBOTerms, GaussianDecoder, GaussianEncoder, MixturePrior, VampPrior,
-                  gaussian_kl, gaussian_log_prob)
-from .surgery import AggregatedPosterior, Surgery, elbo_surgery
+                  gaussian_kl, gaussian_log_prob, posterior_iaf)
+from .surgery import AggregatedPosterior, Surgery, elbo_surgery, local_posterior_elbo
 from .ebm import BoltzmannMachine
 from .rbm import RBM
 from .utils import device, seed
@@ -52,7 +52,8 @@ __all__ = [
     "Planar", "Radial", "mlp", "NICE", "RealNVP",
     "fit", "evaluate_nll", "History", "fit_reverse_kl", "evaluate_elbo", "ReverseKLHistory", "ELBOEstimate",
     "VAE", "BernoulliDecoder", "ELBOTerms", "GaussianDecoder", "GaussianEncoder", "MixturePrior", "VampPrior",
-    "gaussian_kl", "gaussian_log_prob", "AggregatedPosterior", "Surgery", "elbo_surgery",
+    "gaussian_kl", "gaussian_log_prob", "posterior_iaf", "AggregatedPosterior", "Surgery", "elbo_surgery",
+    "local_posterior_elbo",
     "BoltzmannMachine", "RBM", "device", "seed",
 ]
 

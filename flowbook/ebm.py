@@ -151,7 +151,7 @@ class BoltzmannMachine(nn.Module):
     @torch.no_grad()
     def sample(self, num: int, sweeps: int = 100, generator: torch.Generator | None = None):
         """``num`` approximate samples: ``sweeps`` Gibbs sweeps from uniform random states."""
-        u = torch.rand(num, self.n, generator=generator, dtype=self.weight.dtype)
+        u = torch.rand(num, self.n, generator=generator, dtype=self.weight.dtype).to(self.weight.device)
         return self.gibbs((u < 0.5).to(self.weight), sweeps, generator)
 
     @torch.no_grad()

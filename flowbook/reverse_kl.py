@@ -21,7 +21,7 @@ from typing import NamedTuple
 import torch
 from tqdm.auto import tqdm
 
-from .train import History
+from .train import History, optimizer_step
 
 __all__ = ["fit_reverse_kl", "evaluate_elbo", "ReverseKLHistory", "ELBOEstimate"]
 
@@ -115,14 +115,7 @@ def fit_reverse_kl(flow, target, *, steps: int = 1000, batch_size: int = 256, lr
         x, log_q = flow.sample_and_log_prob(batch_size, context=ctx)
         lp = log_p(x) if ctx is None else log_p(x, ctx)
         loss = (log_q - beta * lp).mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"reverse-KL loss became {loss.item()} at step {step}; "
-                                     "try a smaller lr or annealing")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(params, clip_grad)
-        opt.step()
+        optimizer_step(loss, opt, params, clip_grad, step, "try a smaller lr or annealing")
         hist.train_loss.append(loss.item())
         hist.elbo.append((lp - log_q).mean().item())
         if step % 25 == 0:

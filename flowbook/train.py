@@ -109,14 +109,7 @@ def fit(flow, data, *, steps: int = 1000, batch_size: int = 256, lr: float = 1e-
         if transform_batch is not None:
             batch = transform_batch(batch)
         loss = -flow.log_prob(batch, ctx).mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step}; "
-                                     "try a smaller lr or check the data scale")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(params, clip_grad)
-        opt.step()
+        optimizer_step(loss, opt, params, clip_grad, step, "try a smaller lr or check the data scale")
         hist.train_loss.append(loss.item())
         if val_data is not None and (step % eval_every == 0 or step == steps):
             val = evaluate_nll(flow, val_data, val_context)
@@ -139,6 +132,17 @@ def fit(flow, data, *, steps: int = 1000, batch_size: int = 256, lr: float = 1e-
     flow.eval()
     hist.seconds = time.perf_counter() - start
     return hist
+
+
+def optimizer_step(loss, opt, params, clip_grad, step, hint):
+    """One Adam step on ``loss``; a NaN or infinite loss stops training with a clear error."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"training loss became {loss.item()} at step {step}; {hint}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_grad is not None:
+        torch.nn.utils.clip_grad_norm_(params, clip_grad)
+    opt.step()
 
 
 @torch.no_grad()

@@ -28,13 +28,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .core import Bijection, Flow
+from .autoregressive import MaskedAffineAutoregressive
+from .core import Bijection, Compose, Flow
 from .distributions import StandardNormal
+from .linear import ReversePermutation
 from .nets import mlp
 from .utils import check_dim, check_features
 
 __all__ = ["GaussianEncoder", "BernoulliDecoder", "GaussianDecoder", "MixturePrior", "VampPrior",
-           "ELBOTerms", "VAE", "gaussian_log_prob", "gaussian_kl"]
+           "ELBOTerms", "VAE", "gaussian_log_prob", "gaussian_kl", "posterior_iaf"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -51,6 +53,30 @@ def gaussian_kl(mu, log_sigma):
 
 def _cat(x, context):
     return x if context is None else torch.cat([x, context], -1)
+
+
+def posterior_iaf(latent: int, n_layers: int = 2, hidden: int = 32, depth: int = 1, context: int = 16) -> Compose:
+    """An IAF posterior flow ``z_0 -> z_T`` conditioned on ``h(x)`` that is the identity when fresh.
+
+    Reversals go between the IAF layers (each layer's first feature gets only a constant affine
+    map, so the next layer must see the order reversed) and one more closes an odd count: with an
+    odd number of reversals a fresh flow would permute the code, and a trained encoder's
+    posterior would start from the wrong place.
+
+    Example:
+        >>> import torch, flowbook
+        >>> z = torch.randn(4, 2)
+        >>> from flowbook.vae import posterior_iaf
+        >>> torch.equal(posterior_iaf(2, context=3)(z, torch.randn(4, 3))[0], z)
+        True
+    """
+    layers = []
+    for i in range(check_dim(n_layers, "n_layers")):
+        layers += [ReversePermutation(latent)] if i else []
+        layers.append(MaskedAffineAutoregressive(latent, hidden, depth, context, mode="iaf"))
+    if n_layers % 2 == 0:  # n_layers - 1 reversals so far: make it even
+        layers.append(ReversePermutation(latent))
+    return Compose(*layers)
 
 
 class GaussianEncoder(nn.Module):
