@@ -52,6 +52,7 @@ class MaskedAffineAutoregressive(Bijection):
         context: size of an optional conditioning vector fed to the MADE (0: unconditional).
         mode: ``"maf"`` (conditioner reads x) or ``"iaf"`` (conditioner reads z).
         scale_bound: b in :math:`\alpha = b\tanh(a/b)`; the per-layer log-scale lies in [-b, b].
+        dropout: MADE hidden-unit dropout in train mode (see ``MADE``).
 
     Attributes:
         passes: number of MADE evaluations made so far (a counter, for measuring the cost).
@@ -66,7 +67,7 @@ class MaskedAffineAutoregressive(Bijection):
     """
 
     def __init__(self, dim: int, hidden=64, depth: int = 2, context: int = 0, mode: str = "maf",
-                 scale_bound: float = 3.0, degrees=None, activation=nn.ReLU):
+                 scale_bound: float = 3.0, degrees=None, activation=nn.ReLU, dropout: float = 0.0):
         super().__init__()
         self.dim = check_dim(dim)
         if mode not in ("maf", "iaf"):
@@ -75,7 +76,7 @@ class MaskedAffineAutoregressive(Bijection):
             raise ValueError(f"scale_bound must be positive, got {scale_bound}")
         self.mode, self.scale_bound = mode, float(scale_bound)
         self.made = MADE(self.dim, hidden, depth, context, out_per_feature=2, degrees=degrees,
-                         activation=activation, zero_init=True)
+                         activation=activation, zero_init=True, dropout=dropout)
         self.passes = 0
 
     # --- the conditioner ------------------------------------------------------------------
@@ -89,11 +90,14 @@ class MaskedAffineAutoregressive(Bijection):
         """
         self.passes += 1
         a, mu = self.made(u, context).unbind(1)
-        return self._bound(a), mu
+        return self._finish(self._bound(a), mu)
+
+    def _finish(self, alpha, mu):  # hook: the reparametrized layer maps (alpha, mu) here
+        return alpha, mu
 
     def _constant_params(self):
         a, mu = self.made.constant_output()
-        return self._bound(a).unsqueeze(0), mu.unsqueeze(0)
+        return self._finish(self._bound(a).unsqueeze(0), mu.unsqueeze(0))
 
     # --- the two computations: parallel and sequential ---------------------------------------
     def _gen_parallel(self, z, context):
@@ -114,10 +118,21 @@ class MaskedAffineAutoregressive(Bijection):
         """
         alpha, mu = self._constant_params()  # exact for the lowest level, no pass needed
         u = update(given, alpha, mu)
-        for _ in range(self.made.n_levels - 1):
-            alpha, mu = self.params(u, context)
-            u = update(given, alpha, mu)
-        return u, alpha.expand_as(given).sum(1)
+        if torch.is_grad_enabled() or self.made.dropout and self.training:
+            for _ in range(self.made.n_levels - 1):
+                alpha, mu = self.params(u, context)
+                u = update(given, alpha, mu)
+            return u, alpha.expand_as(given).sum(1)
+        # no gradient needed: compute only the features of the next level in each pass (they
+        # need only the hidden units of lower degree), and write them in place
+        alpha = alpha.expand_as(given).clone()
+        for level in range(2, self.made.n_levels + 1):
+            self.passes += 1
+            idx, out = self.made.level_output(u, level, context)
+            a, m = self._finish(self._bound(out[:, 0]), out[:, 1])
+            u[:, idx] = update(given[:, idx], a, m)
+            alpha[:, idx] = a
+        return u, alpha.sum(1)
 
     def forward(self, z, context=None):
         self._check(z, "z")
@@ -147,12 +162,7 @@ class _Reparametrized(MaskedAffineAutoregressive):
         self.mode = "iaf" if layer.mode == "maf" else "maf"
         self.made = layer.made  # the same module: same parameters, same masks
 
-    def params(self, u, context=None):
-        alpha, mu = super().params(u, context)
-        return -alpha, -mu * torch.exp(-alpha)
-
-    def _constant_params(self):
-        alpha, mu = super()._constant_params()
+    def _finish(self, alpha, mu):
         return -alpha, -mu * torch.exp(-alpha)
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from .core import Bijection
 from .linear import Permutation
-from .nets import mlp
+from .nets import FlatParameters, mlp, run_packed
 from .utils import check_dim
 
 __all__ = ["AdditiveCoupling", "AffineCoupling", "Scaling", "Squeeze", "Partial", "half_mask", "alternating_mask",
@@ -58,12 +58,13 @@ def channel_mask(channels: int, height: int, width: int, first: bool = True) -> 
 
 
 # ----------------------------------------------------------------------------- couplings
-class _Coupling(Bijection):
+class _Coupling(Bijection, FlatParameters):
     """Shared split/merge logic; subclasses define the elementwise law on the passive part."""
 
     n_params = 1  # conditioner outputs per transformed feature
 
-    def __init__(self, mask, net=None, hidden: int = 64, depth: int = 2, context_features: int = 0):
+    def __init__(self, mask, net=None, hidden: int = 64, depth: int = 2, context_features: int = 0,
+                 dropout: float = 0.0):
         super().__init__()
         mask = torch.as_tensor(mask, dtype=torch.bool)
         if mask.dim() != 1 or mask.all() or not mask.any():
@@ -76,11 +77,16 @@ class _Coupling(Bijection):
         self.register_buffer("idx_b", idx_b)
         self.register_buffer("merge", torch.cat([idx_a, idx_b]).argsort())  # cat([A, B])[:, merge] = x
         n_in, n_out = len(idx_a) + context_features, len(idx_b) * self.n_params
-        self.net = net if net is not None else mlp(n_in, n_out, hidden, depth)
+        self.net = net if net is not None else mlp(n_in, n_out, hidden, depth, dropout=dropout)
+        if net is None:  # our own MLP: one flat parameter (see nets.FlatParameters)
+            self._pack()
+        self._packed_net = (self.net,) if net is None else ()  # a tuple: not a registered submodule
 
     def _params(self, a, context):
         h = a if context is None else torch.cat([a, context], 1)
-        return self.net(h)
+        if self._packed_net and self._packed_net[0] is self.net:
+            return run_packed(self.net, self._views(), h)
+        return self.net(h)  # a user's net, or the default one replaced after construction
 
     def _law(self, b, params, inverse):  # -> (new b, log-det per row)
         raise NotImplementedError
@@ -88,7 +94,7 @@ class _Coupling(Bijection):
     def _couple(self, v, context, inverse):
         a, b = v[:, self.idx_a], v[:, self.idx_b]
         b, ladj = self._law(b, self._params(a, context), inverse)
-        return torch.cat([a, b], 1)[:, self.merge], ladj
+        return v.index_copy(1, self.idx_b, b), ladj  # x_A = z_A: write only the B columns
 
     def forward(self, z, context=None):
         self._check(z, "z")
@@ -150,8 +156,8 @@ class AffineCoupling(_Coupling):
     n_params = 2
 
     def __init__(self, mask, net=None, hidden: int = 64, depth: int = 2, context_features: int = 0,
-                 clamp: float | None = 3.0):
-        super().__init__(mask, net, hidden, depth, context_features)
+                 clamp: float | None = 3.0, dropout: float = 0.0):
+        super().__init__(mask, net, hidden, depth, context_features, dropout)
         if clamp is not None and not clamp > 0:
             raise ValueError(f"clamp must be positive or None, got {clamp}")
         self.clamp = clamp

@@ -42,7 +42,8 @@ def NICE(dim: int, n_layers: int = 4, hidden: int = 64, depth: int = 2, scaling:
     return Flow(StandardNormal(dim), layers)
 
 
-def RealNVP(dim: int, n_layers: int = 8, hidden: int = 64, depth: int = 2, clamp: float | None = 3.0) -> Flow:
+def RealNVP(dim: int, n_layers: int = 8, hidden: int = 64, depth: int = 2, clamp: float | None = 3.0,
+            dropout: float = 0.0) -> Flow:
     r"""RealNVP (Dinh et al. 2016) for vectors: ``n_layers`` affine couplings with alternating masks.
 
     Each conditioner is ``mlp(D/2, 2 * D/2, hidden, depth)``, last layer zero (the fresh flow
@@ -55,5 +56,5 @@ def RealNVP(dim: int, n_layers: int = 8, hidden: int = 64, depth: int = 2, clamp
         >>> flow.sample(4).shape, flow.log_prob(torch.zeros(1, 2)).item() == flowbook.StandardNormal(2).log_prob(torch.zeros(1, 2)).item()
         (torch.Size([4, 2]), True)
     """
-    layers = [AffineCoupling(m, hidden=hidden, depth=depth, clamp=clamp) for m in _masks(dim, n_layers)]
+    layers = [AffineCoupling(m, hidden=hidden, depth=depth, clamp=clamp, dropout=dropout) for m in _masks(dim, n_layers)]
     return Flow(StandardNormal(dim), layers)

@@ -8,15 +8,7 @@ from torch import distributions as D
 import flowbook as fb
 from flowbook.plot import grid_points
 
-torch.set_default_dtype(torch.float64)
-
-
-def randomize(module, scale=0.5):
-    """Move every parameter away from its identity initialization."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn_like(p))
-    return module
+from _helpers import randomize
 
 
 LAYERS = {

@@ -7,9 +7,6 @@ import torch
 import flowbook as fb
 from flowbook.plot import grid_points
 
-torch.set_default_dtype(torch.float64)
-
-
 @pytest.mark.parametrize("name", sorted(fb.data.DENSITIES))
 def test_densities_normalized_and_consistent_with_samples(name):
     d = fb.data.DENSITIES[name]()

@@ -4,9 +4,6 @@ import torch
 
 import flowbook as fb
 
-torch.set_default_dtype(torch.float64)
-
-
 def f_lecture(v):  # lecture 002: f(x, y) = (x^2 y, 5x + sin y)
     x, y = v[:, 0], v[:, 1]
     return torch.stack([x**2 * y, 5 * x + torch.sin(y)], 1)

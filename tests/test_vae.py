@@ -11,20 +11,11 @@ from flowbook.surgery import AggregatedPosterior, elbo_surgery, local_posterior_
 from flowbook.vae import (VAE, BernoulliDecoder, GaussianDecoder, GaussianEncoder, MixturePrior, VampPrior,
                           gaussian_kl, gaussian_log_prob, posterior_iaf)
 
+from _helpers import randomize
+
+
 def setup_module():
-    torch.set_default_dtype(torch.float64)  # restored in teardown_module: other test files use float32
-    torch.manual_seed(0)
-
-
-def teardown_module():
-    torch.set_default_dtype(torch.float32)
-
-
-def randomize(module, scale=0.5):
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(scale * torch.randn_like(p))
-    return module
+    torch.manual_seed(0)  # float64 and one thread come from conftest.py
 
 
 def small_vae(flow=None, prior=None, h=0, latent=2, features=6):
