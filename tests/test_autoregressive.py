@@ -8,15 +8,7 @@ import flowbook as fb
 from flowbook.plot import grid_points
 
 D = 5
-
-
-def randomize(module, scale=0.5, seed=0):
-    """Give every parameter (including the zero-initialized last layer) a random value."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return module
+from _helpers import randomize
 
 
 def made_grads(made, x, context=None):

@@ -6,15 +6,11 @@ import torch
 
 import flowbook as fb
 from flowbook.plot import grid_points
+from _helpers import randomize as _randomize
 
 
 def randomize(module, scale=0.3, seed=0):
-    """Give every parameter random values, so the checks do not run at the identity."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return module
+    return _randomize(module, scale, seed)
 
 
 def z64(n=6, d=6, seed=1):

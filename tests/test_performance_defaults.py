@@ -5,14 +5,7 @@ import pytest
 import torch
 
 import flowbook as fb
-
-
-def randomize(module, scale=0.5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return module
+from _helpers import randomize
 
 
 @pytest.mark.parametrize("factory,per_layer", [(lambda: fb.MAF(4, hidden=8), 1), (lambda: fb.RealNVP(4, hidden=8), 1)])
