@@ -6,9 +6,9 @@ import torch
 
 import flowbook as fb
 from flowbook.plot import grid_points
+from _helpers import randomize
 
 D = 5
-from _helpers import randomize
 
 
 def made_grads(made, x, context=None):
