@@ -37,7 +37,7 @@ from .vae import (VAE, BernoulliDecoder, ELBOTerms, GaussianDecoder, GaussianEnc
 from .surgery import AggregatedPosterior, Surgery, elbo_surgery, local_posterior_elbo
 from .ebm import BoltzmannMachine
 from .rbm import RBM
-from .utils import device, seed
+from .utils import device, randomize_parameters, seed
 
 __version__ = "0.1.0"
 
@@ -54,7 +54,7 @@ __all__ = [
     "VAE", "BernoulliDecoder", "ELBOTerms", "GaussianDecoder", "GaussianEncoder", "MixturePrior", "VampPrior",
     "gaussian_kl", "gaussian_log_prob", "posterior_iaf", "AggregatedPosterior", "Surgery", "elbo_surgery",
     "local_posterior_elbo",
-    "BoltzmannMachine", "RBM", "device", "seed",
+    "BoltzmannMachine", "RBM", "device", "seed", "randomize_parameters",
 ]
 
 

@@ -6,7 +6,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["device", "seed", "check_dim", "check_features", "check_finite"]
+__all__ = ["device", "seed", "randomize_parameters", "check_dim", "check_features", "check_finite"]
 
 
 def device() -> torch.device:
@@ -25,6 +25,25 @@ def seed(n: int) -> None:
     random.seed(n)
     np.random.seed(n % 2**32)
     torch.manual_seed(n)
+
+
+def randomize_parameters(module, scale: float = 0.5, seed: int = 0):
+    """Overwrite every parameter with ``scale * N(0, 1)`` noise from a seeded generator; return ``module``.
+
+    Flow layers start as the identity (zero-initialized last layers), where checks such as
+    ``check_bijection`` pass trivially; random parameters make them test something.
+
+    Example:
+        >>> import flowbook
+        >>> layer = flowbook.randomize_parameters(flowbook.Affine(2), scale=0.1)
+        >>> bool(layer.log_scale.abs().sum() > 0)
+        True
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return module
 
 
 def check_dim(dim, name: str = "dim") -> int:
