@@ -36,7 +36,6 @@ from torch import nn
 
 from .core import Bijection, Flow
 from .distributions import StandardNormal
-from .linear import ReversePermutation
 from .made import MADE
 from .utils import check_dim
 
@@ -108,7 +107,8 @@ class MaskedAffineAutoregressive(Bijection):
     def _norm_parallel(self, x, context):
         """MAF inverse: z = (x - mu(x)) e^-alpha(x), one pass."""
         alpha, mu = self.params(x, context)
-        return (x - mu) * torch.exp(-alpha), -alpha.sum(1)
+        neg_alpha = -alpha  # negated once, used twice
+        return (x - mu) * neg_alpha.exp(), neg_alpha.sum(1)
 
     def _sequential(self, given, context, update):
         """Solve for the conditioning side u from ``given`` with ``n_levels - 1`` MADE passes.
@@ -188,21 +188,28 @@ def reparametrized(layer: MaskedAffineAutoregressive) -> MaskedAffineAutoregress
     return _Reparametrized(layer)
 
 
-def _autoregressive_flow(mode, dim, n_layers, hidden, depth, context, **kwargs) -> Flow:
+def _autoregressive_flow(mode, dim, n_layers, hidden, depth, context, degrees=None, **kwargs) -> Flow:
     dim, n_layers = check_dim(dim), check_dim(n_layers, "n_layers")
-    layers = []
-    for i in range(n_layers):
-        if i > 0:  # each layer conditions on the features the previous one could not see first
-            layers.append(ReversePermutation(dim))
-        layers.append(MaskedAffineAutoregressive(dim, hidden, depth, context, mode=mode, **kwargs))
+    order = torch.arange(1, dim + 1) if degrees is None else torch.as_tensor(degrees, dtype=torch.long)
+    if order.shape != (dim,):
+        raise ValueError(f"degrees must be {dim} integers, got shape {tuple(order.shape)}")
+    # Each layer must see first the features the previous one saw last, so the orders alternate.
+    # Reversing the degrees inside the MADE is the same as a ReversePermutation on both sides of
+    # the layer, without the two copies: the flow is the identity when fresh, and costs less.
+    orders = [order, order.max() + 1 - order]
+    layers = [MaskedAffineAutoregressive(dim, hidden, depth, context, mode=mode, degrees=orders[i % 2], **kwargs)
+              for i in range(n_layers)]
     return Flow(StandardNormal(dim), layers)
 
 
 def MAF(dim: int, n_layers: int = 5, hidden=64, depth: int = 2, context: int = 0, **kwargs) -> Flow:
-    """Masked autoregressive flow: ``n_layers`` MAF layers with reversals between them.
+    """Masked autoregressive flow: ``n_layers`` MAF layers whose orders alternate (1..D, D..1, ...).
 
+    The alternation is what nflows and normflows get from a ``ReversePermutation`` between the
+    layers; here each MADE's degrees are reversed instead (the same family of maps, no copies).
     Density evaluation costs one MADE pass per layer, sampling D - 1 per layer. Extra keyword
-    arguments (``scale_bound``, ``activation``) go to ``MaskedAffineAutoregressive``.
+    arguments (``degrees`` for the first layer's order, ``scale_bound``, ``activation``,
+    ``dropout``) go to ``MaskedAffineAutoregressive``.
 
     Example:
         >>> import torch, flowbook

@@ -108,18 +108,18 @@ class Compose(Bijection):
         self.dim = dims.pop() if dims else None
 
     def forward(self, z, context=None):
-        total = z.new_zeros(z.shape[0])
+        total = None  # starting from the first log-det, not from zeros, saves one addition
         for layer in self.layers:
             z, ladj = layer(z, context)
-            total = total + ladj
-        return z, total
+            total = ladj if total is None else total + ladj
+        return z, z.new_zeros(z.shape[0]) if total is None else total
 
     def inverse(self, x, context=None):
-        total = x.new_zeros(x.shape[0])
+        total = None
         for layer in reversed(self.layers):
             x, ladj = layer.inverse(x, context)
-            total = total + ladj
-        return x, total
+            total = ladj if total is None else total + ladj
+        return x, x.new_zeros(x.shape[0]) if total is None else total
 
     def __len__(self):
         return len(self.layers)

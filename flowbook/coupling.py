@@ -170,7 +170,8 @@ class AffineCoupling(_Coupling):
         t, raw = params.chunk(2, dim=1)
         s = self.log_scale(raw)
         if inverse:
-            return (b - t) * torch.exp(-s), -s.sum(1)
+            neg_s = -s
+            return (b - t) * neg_s.exp(), neg_s.sum(1)
         return b * torch.exp(s) + t, s.sum(1)
 
 

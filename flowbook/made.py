@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .nets import FlatParameters
+from .nets import FlatParameters, dropout as _dropout
 from .utils import check_dim, check_features
 
 __all__ = ["MaskedLinear", "MADE"]
@@ -105,7 +105,8 @@ class MADE(FlatParameters):
                                    (out_deg[:, None] > prev_deg[None, :]).float())
         self.hidden_layers = nn.ModuleList(layers)
         self.context_layer = nn.Linear(self.context, widths[0]) if self.context else None
-        self.activation = activation()
+        # in place after a linear layer saves an allocation per call (the linear's backward does not need its output)
+        self.activation = activation(inplace=True) if activation is nn.ReLU else activation()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.dropout = float(dropout)
@@ -117,6 +118,10 @@ class MADE(FlatParameters):
         # one flat parameter for the optimizer (see FlatParameters); the masked weights are
         # cached while no gradient is needed (sampling runs the MADE D - 1 times per layer)
         self._pack()
+        # every mask laid out like ``flat`` (1 on biases): one multiply masks all layers at once
+        self.register_buffer("flat_mask", torch.cat([
+            m.mask.reshape(-1) if n == "weight" and isinstance(m, MaskedLinear) else torch.ones(size)
+            for (m, n, _), size in zip(self._slots, self._sizes)]), persistent=False)
         slot = {(id(m), n): i for i, (m, n, _) in enumerate(self._slots)}
         self._idx = [(slot[id(l), "weight"], slot[id(l), "bias"]) for l in [*layers, self.output]]
         self._ctx_idx = (slot[id(self.context_layer), "weight"], slot[id(self.context_layer), "bias"]) \
@@ -124,7 +129,7 @@ class MADE(FlatParameters):
         self._cache = self._level_cache = None
 
     def _drop(self, h):
-        return F.dropout(h, self.dropout, True) if self.dropout and self.training else h
+        return _dropout(h, self.dropout, self.training)
 
     def _params(self):
         """[(masked weight, bias) per masked layer, hidden then output], (context W, b) or None."""
@@ -132,9 +137,9 @@ class MADE(FlatParameters):
         key = (id(self.flat), self.flat._version, self.flat.data_ptr(), self.flat.dtype)
         if not grad and self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        v = self._views()
-        layers = [*self.hidden_layers, self.output]
-        out = ([(v[w] * l.mask, v[b]) for l, (w, b) in zip(layers, self._idx)],
+        flat = self.flat * self.flat_mask
+        v = self._views(flat)
+        out = ([(v[w], v[b]) for w, b in self._idx],
                (v[self._ctx_idx[0]], v[self._ctx_idx[1]]) if self._ctx_idx else None)
         self._cache = None if grad else (key, out)
         return out

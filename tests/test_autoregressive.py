@@ -144,13 +144,53 @@ def test_reparametrized_layer_computes_the_inverse(mode):
 def test_factories_structure_and_parameter_count():
     flow = fb.MAF(2, n_layers=5, hidden=64, depth=2)
     kinds = [type(b).__name__ for b in flow.transform]
-    assert kinds == ["MaskedAffineAutoregressive", "ReversePermutation"] * 4 + ["MaskedAffineAutoregressive"]
+    assert kinds == ["MaskedAffineAutoregressive"] * 5
+    # the orders alternate inside the MADEs (what a ReversePermutation between layers would do)
+    assert [b.made.degrees.tolist() for b in flow.transform] == [[1, 2], [2, 1]] * 2 + [[1, 2]]
     # MADE (D -> H -> H -> 2D) per layer: the count nflows' MAF has with the same settings
     per_layer = lambda d, h: (d * h + h) + (h * h + h) + (h * 2 * d + 2 * d)
     assert sum(p.numel() for p in flow.parameters()) == 5 * per_layer(2, 64) == 23060
     big = fb.MAF(64, hidden=256)
     assert sum(p.numel() for p in big.parameters()) == 5 * per_layer(64, 256)
     assert all(b.mode == "iaf" for b in fb.IAF(3).transform if hasattr(b, "mode"))
+
+
+@pytest.mark.parametrize("factory", [fb.MAF, fb.IAF])
+@pytest.mark.parametrize("n_layers", [2, 3])
+def test_alternating_orders_equal_reversals_between_layers(factory, n_layers):
+    """The factory's flow is the classic stack [layer, ReversePermutation, layer, ...] in disguise."""
+    torch.manual_seed(0)
+    flow = randomize(factory(4, n_layers=n_layers, hidden=16), scale=0.3).double()
+    rev = fb.ReversePermutation(4)
+    classic = []
+    for i, layer in enumerate(flow.transform):
+        # a layer with reversed degrees = reverse, the layer with the plain order, reverse
+        if i % 2:
+            plain = fb.MaskedAffineAutoregressive(4, 16, mode=layer.mode).double()
+            classic += [rev, _flip_made(plain, layer), rev]
+        else:
+            classic.append(layer)
+    classic = fb.Compose(*classic)
+    x = torch.randn(7, 4, dtype=torch.float64)
+    for a, b in ((flow.transform.inverse(x), classic.inverse(x)), (flow.transform(x), classic(x))):
+        assert torch.allclose(a[0], b[0], atol=1e-10) and torch.allclose(a[1], b[1], atol=1e-10)
+    assert fb.MAF(3, n_layers=4)(torch.randn(2, 3)).shape == (2,)
+    fresh = factory(3, n_layers=2)
+    z = torch.randn(5, 3)
+    assert torch.equal(fresh.transform(z)[0], z)  # a fresh flow is the identity map
+
+
+def _flip_made(plain, layer):
+    """Copy ``layer``'s weights into ``plain`` with the input and output features reversed."""
+    d = layer.dim
+    with torch.no_grad():
+        plain.made.flat.copy_(layer.made.flat)  # hidden-to-hidden weights: the same
+        first, out = plain.made.hidden_layers[0], plain.made.output
+        first.weight.copy_(layer.made.hidden_layers[0].weight.flip(1))
+        w = layer.made.output.weight.view(2, d, -1).flip(1).reshape(2 * d, -1)
+        out.weight.copy_(w)
+        out.bias.copy_(layer.made.output.bias.view(2, d).flip(1).reshape(-1))
+    return plain
 
 
 @pytest.mark.parametrize("factory", [fb.MAF, fb.IAF])
