@@ -71,3 +71,24 @@ def test_dropout_is_train_mode_only():
         fb.check_bijection(flow.transform, torch.randn(5, 4), atol=1e-7)
     with pytest.raises(ValueError, match="dropout must be in"):
         fb.MADE(3, 8, dropout=1.0)
+
+
+def test_cheap_dropout_has_the_law_of_inverted_dropout():
+    torch.manual_seed(0)
+    h = torch.ones(400, 500)
+    out = fb.nets.dropout(h, 0.2)
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.8) < 0.01           # each entry kept with probability 1 - p
+    assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / 0.8))  # and scaled by 1 / (1 - p)
+    assert fb.nets.dropout(h, 0.2, training=False) is h and fb.nets.dropout(h, 0.0) is h
+    net = fb.nets.mlp(3, 2, hidden=8, dropout=0.3)
+    assert any(isinstance(m, fb.nets.Dropout) for m in net)
+    with pytest.raises(ValueError, match="dropout must be in"):
+        fb.nets.Dropout(1.5)
+
+
+def test_one_mask_multiply_masks_every_made_layer():
+    made = randomize(fb.MADE(5, hidden=(7, 6), context=2), 0.5)
+    layers, _ = made._params()
+    for (w, _), layer in zip(layers, [*made.hidden_layers, made.output]):
+        assert torch.equal(w, layer.weight * layer.mask)
