@@ -27,7 +27,7 @@ from .autoregressive import IAF, MAF, MaskedAffineAutoregressive, reparametrized
 from .planar import Planar, Radial
 from .nets import mlp
 # ready-made flows
-from .models import NICE, RealNVP
+from .models import NICE, MultiscaleRealNVP, RealNVP
 # training
 from .train import History, evaluate_nll, fit
 from .reverse_kl import ELBOEstimate, ReverseKLHistory, evaluate_elbo, fit_reverse_kl
@@ -49,7 +49,7 @@ __all__ = [
     "AdditiveCoupling", "AffineCoupling", "Partial", "Scaling", "Squeeze", "alternating_mask", "channel_mask",
     "checkerboard_mask", "half_mask", "squeeze", "unsqueeze", "ActNorm", "BatchNorm",
     "MADE", "MaskedLinear", "MaskedAffineAutoregressive", "MAF", "IAF", "reparametrized",
-    "Planar", "Radial", "mlp", "NICE", "RealNVP",
+    "Planar", "Radial", "mlp", "NICE", "RealNVP", "MultiscaleRealNVP",
     "fit", "evaluate_nll", "History", "fit_reverse_kl", "evaluate_elbo", "ReverseKLHistory", "ELBOEstimate",
     "VAE", "BernoulliDecoder", "ELBOTerms", "GaussianDecoder", "GaussianEncoder", "MixturePrior", "VampPrior",
     "gaussian_kl", "gaussian_log_prob", "posterior_iaf", "AggregatedPosterior", "Surgery", "elbo_surgery",

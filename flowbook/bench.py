@@ -28,8 +28,9 @@ import torch
 
 from .autoregressive import IAF, MAF
 from .models import RealNVP
+from .timing import time_call
 
-__all__ = ["build", "time_call", "run"]
+__all__ = ["build", "run"]
 
 FACTORIES = {"MAF": lambda d, h: MAF(d, n_layers=5, hidden=h, depth=2),
              "IAF": lambda d, h: IAF(d, n_layers=5, hidden=h, depth=2),
@@ -40,17 +41,6 @@ def build(kind: str, dim: int, hidden: int):
     """The flow ``kind`` (``"MAF"``, ``"IAF"`` or ``"RealNVP"``) with the benchmark's layer counts."""
     torch.manual_seed(0)
     return FACTORIES[kind](dim, hidden)
-
-
-def time_call(fn, reps: int = 3) -> float:
-    """Minimum wall time of ``fn()`` over ``reps`` calls (after one warm-up call)."""
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def train_rate(flow, x: torch.Tensor, batch: int, steps: int) -> float:
@@ -83,8 +73,8 @@ def run(dims=(2, 8, 16, 32, 64), kinds=("MAF", "IAF", "RealNVP"), hidden: int = 
             flow = build(kind, d, hidden).eval()
             x = flow.sample(n)  # points on the model's own support
             with torch.no_grad():
-                t_lp = time_call(lambda: flow.log_prob(x), reps)
-            t_s = time_call(lambda: flow.sample(n), reps)
+                t_lp = time_call(lambda: flow.log_prob(x), repeat=reps, threads=None)  # --threads set in main
+            t_s = time_call(lambda: flow.sample(n), repeat=reps, threads=None)
             rate = train_rate(flow, x, batch, steps)
             rows.append(dict(kind=kind, D=d, params=sum(p.numel() for p in flow.parameters()),
                              logprob_s=t_lp, sample_s=t_s, steps_per_s=rate))

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from .utils import check_dim, check_features, check_finite
+from .utils import check_features, check_finite
 
 __all__ = ["Bijection", "Inverse", "Compose", "Flow"]
 
@@ -108,18 +108,18 @@ class Compose(Bijection):
         self.dim = dims.pop() if dims else None
 
     def forward(self, z, context=None):
-        total = None  # starting from the first log-det, not from zeros, saves one addition
+        total = z.new_zeros(z.shape[0])
         for layer in self.layers:
             z, ladj = layer(z, context)
-            total = ladj if total is None else total + ladj
-        return z, z.new_zeros(z.shape[0]) if total is None else total
+            total = total + ladj
+        return z, total
 
     def inverse(self, x, context=None):
-        total = None
+        total = x.new_zeros(x.shape[0])
         for layer in reversed(self.layers):
             x, ladj = layer.inverse(x, context)
-            total = ladj if total is None else total + ladj
-        return x, x.new_zeros(x.shape[0]) if total is None else total
+            total = total + ladj
+        return x, total
 
     def __len__(self):
         return len(self.layers)

@@ -75,7 +75,6 @@ class _Coupling(Bijection, FlatParameters):
         self.register_buffer("mask", mask)
         self.register_buffer("idx_a", idx_a)
         self.register_buffer("idx_b", idx_b)
-        self.register_buffer("merge", torch.cat([idx_a, idx_b]).argsort())  # cat([A, B])[:, merge] = x
         n_in, n_out = len(idx_a) + context_features, len(idx_b) * self.n_params
         self.net = net if net is not None else mlp(n_in, n_out, hidden, depth, dropout=dropout)
         if net is None:  # our own MLP: one flat parameter (see nets.FlatParameters)

@@ -17,10 +17,15 @@ from torch import nn
 
 from .utils import check_dim, check_features
 
-__all__ = ["BoltzmannMachine", "MAX_ENUM", "all_states", "check_binary"]
+__all__ = ["BoltzmannMachine", "MAX_ENUM", "all_states", "check_binary", "bernoulli"]
 
 MAX_ENUM = 20  # 2^20 ~ 1e6 states: the largest brute-force sum we allow
 _CHUNK = 2**16  # states per chunk, so enumeration memory stays bounded
+
+
+def bernoulli(p: torch.Tensor, generator=None) -> torch.Tensor:
+    """0/1 draws with probabilities ``p`` (same dtype and device), from a CPU ``generator`` if given."""
+    return (torch.rand(p.shape, generator=generator, dtype=p.dtype).to(p.device) < p).to(p.dtype)
 
 
 def check_binary(y: torch.Tensor, dim: int, name: str = "y") -> None:
@@ -143,16 +148,13 @@ class BoltzmannMachine(nn.Module):
         w, b, t = self.weight, self.bias, self.temperature
         for _ in range(sweeps):
             for i in range(self.n):
-                p = torch.sigmoid((y @ w[:, i] + b[i]) / t)
-                u = torch.rand(p.shape, generator=generator, dtype=p.dtype).to(p.device)
-                y[:, i] = (u < p).to(y.dtype)
+                y[:, i] = bernoulli(torch.sigmoid((y @ w[:, i] + b[i]) / t), generator)
         return y
 
     @torch.no_grad()
     def sample(self, num: int, sweeps: int = 100, generator: torch.Generator | None = None):
         """``num`` approximate samples: ``sweeps`` Gibbs sweeps from uniform random states."""
-        u = torch.rand(num, self.n, generator=generator, dtype=self.weight.dtype).to(self.weight.device)
-        return self.gibbs((u < 0.5).to(self.weight), sweeps, generator)
+        return self.gibbs(bernoulli(self.weight.new_full((num, self.n), 0.5), generator), sweeps, generator)
 
     @torch.no_grad()
     def probs(self) -> torch.Tensor:

@@ -7,12 +7,16 @@ couplings and conditioner hidden sizes (H, H).
 """
 from __future__ import annotations
 
-from .core import Flow
-from .coupling import AdditiveCoupling, AffineCoupling, Scaling, alternating_mask
+import torch
+
+from .core import Compose, Flow
+from .coupling import (AdditiveCoupling, AffineCoupling, Partial, Scaling, Squeeze, alternating_mask,
+                       channel_mask, checkerboard_mask)
 from .distributions import StandardNormal
+from .normalization import ActNorm
 from .utils import check_dim
 
-__all__ = ["NICE", "RealNVP"]
+__all__ = ["NICE", "RealNVP", "MultiscaleRealNVP"]
 
 
 def _masks(dim, n_layers):
@@ -58,3 +62,29 @@ def RealNVP(dim: int, n_layers: int = 8, hidden: int = 64, depth: int = 2, clamp
     """
     layers = [AffineCoupling(m, hidden=hidden, depth=depth, clamp=clamp, dropout=dropout) for m in _masks(dim, n_layers)]
     return Flow(StandardNormal(dim), layers)
+
+
+def MultiscaleRealNVP(hidden: int = 64) -> Flow:
+    r"""RealNVP with two scales for 1 x 8 x 8 images (the digits), flattened to 64 features.
+
+    From the data side: ActNorm, two checkerboard couplings on the 8 x 8 image (each pixel
+    conditioned on its neighbours), ``Squeeze`` to 4 x 4 x 4, two channel couplings; then half the
+    features (channels 2-3) leave as latents and only channels 0-1 get two more checkerboard
+    couplings and an ActNorm (``Partial``): Dinh et al.'s multiscale design. The list below is in
+    the generative (latent -> data) order that ``Flow`` expects.
+
+    Example:
+        >>> import torch, flowbook
+        >>> flow = flowbook.MultiscaleRealNVP(hidden=8)
+        >>> flow.log_prob(torch.randn(3, 64)).shape
+        torch.Size([3])
+    """
+    layers = []
+    keep = torch.arange(32)                      # channels 0-1 of the squeezed 4x4x4 image
+    scale2 = [AffineCoupling(checkerboard_mask(2, 4, 4, even=e), hidden=hidden) for e in (False, True)]
+    layers.append(Partial(Compose(*scale2, ActNorm(32)), keep, dim=64))
+    layers += [AffineCoupling(channel_mask(4, 4, 4, first=f), hidden=hidden) for f in (False, True)]
+    layers.append(Squeeze((1, 8, 8)))
+    layers += [AffineCoupling(checkerboard_mask(1, 8, 8, even=e), hidden=hidden) for e in (False, True)]
+    layers.append(ActNorm(64))
+    return Flow(StandardNormal(64), layers)

@@ -17,13 +17,14 @@ import torch
 from torch import nn
 
 from .core import Bijection
+from .linear import Affine
 from .utils import check_dim
 
 __all__ = ["ActNorm", "BatchNorm"]
 
 
-class ActNorm(Bijection):
-    r"""Per-feature affine layer :math:`x = z \odot e^{\ell} + b` with data-dependent initialization.
+class ActNorm(Affine):
+    r"""``Affine`` (:math:`x = z \odot e^{\ell} + b`, per feature) with data-dependent initialization.
 
     The first call of ``inverse`` (the data -> latent direction used by ``log_prob``) in training
     mode sets :math:`b = \text{mean}(x)` and :math:`\ell = \log \text{std}(x)`, so that batch maps
@@ -41,10 +42,8 @@ class ActNorm(Bijection):
     """
 
     def __init__(self, dim: int, eps: float = 1e-6):
-        super().__init__()
-        self.dim, self.eps = check_dim(dim), eps
-        self.log_scale = nn.Parameter(torch.zeros(self.dim))
-        self.shift = nn.Parameter(torch.zeros(self.dim))
+        super().__init__(dim)  # log_scale and shift, both zero
+        self.eps = eps
         self.register_buffer("initialized", torch.tensor(False))
 
     @torch.no_grad()
@@ -56,15 +55,11 @@ class ActNorm(Bijection):
         self.log_scale.copy_((x.std(0) + self.eps).log())
         self.initialized.fill_(True)
 
-    def forward(self, z, context=None):
-        self._check(z, "z")
-        return z * self.log_scale.exp() + self.shift, self.log_scale.sum().expand(z.shape[0])
-
     def inverse(self, x, context=None):
         self._check(x, "x")
         if self.training and not self.initialized:
             self.initialize(x.detach())
-        return (x - self.shift) * torch.exp(-self.log_scale), (-self.log_scale.sum()).expand(x.shape[0])
+        return super().inverse(x, context)
 
 
 class BatchNorm(Bijection):

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import Bijection
+from .nets import mlp
 from .utils import check_dim, check_features
 
 __all__ = ["Planar", "Radial"]
@@ -88,10 +89,8 @@ class Planar(Bijection):
         self.constrain = constrain
         self.context_dim = None if context_dim is None else check_dim(context_dim, "context_dim")
         if self.context_dim is not None:
-            self.net = nn.Sequential(nn.Linear(self.context_dim, hidden), nn.Tanh(),
-                                     nn.Linear(hidden, 2 * d + 1))
-            nn.init.zeros_(self.net[-1].weight)
-            nn.init.zeros_(self.net[-1].bias)
+            # zero last layer: (u, w, b) start at the shared ones for every context
+            self.net = mlp(self.context_dim, 2 * d + 1, hidden, depth=1, activation=nn.Tanh)
 
     @staticmethod
     def constrain_u(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

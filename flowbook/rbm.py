@@ -20,14 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .ebm import MAX_ENUM, check_binary, state_chunks
+from .ebm import MAX_ENUM, bernoulli, check_binary, state_chunks
 from .utils import check_dim
 
 __all__ = ["RBM"]
-
-
-def _bernoulli(p: torch.Tensor, generator=None) -> torch.Tensor:
-    return (torch.rand(p.shape, generator=generator, dtype=p.dtype).to(p.device) < p).to(p.dtype)
 
 
 class RBM(nn.Module):
@@ -87,13 +83,13 @@ class RBM(nn.Module):
         if steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
         for _ in range(steps):
-            v = _bernoulli(self.p_v(_bernoulli(self.p_h(v), generator)), generator)
+            v = bernoulli(self.p_v(bernoulli(self.p_h(v), generator)), generator)
         return v
 
     @torch.no_grad()
     def sample(self, num: int, steps: int = 1000, generator=None) -> torch.Tensor:
         """``num`` approximate samples: ``steps`` block-Gibbs rounds from uniform random v."""
-        v0 = _bernoulli(self.weight.new_full((num, self.n_visible), 0.5), generator)
+        v0 = bernoulli(self.weight.new_full((num, self.n_visible), 0.5), generator)
         return self.gibbs(v0, steps, generator)
 
     # -- exact normalization -------------------------------------------------------------------
@@ -199,12 +195,12 @@ class RBM(nn.Module):
         """
         base = self.visible_bias.new_zeros(self.n_visible) if base_bias is None else base_bias.to(self.weight)
         bs = torch.linspace(0, 1, betas, dtype=self.weight.dtype)
-        v = _bernoulli(torch.sigmoid(base).expand(chains, -1).contiguous(), generator)
+        v = bernoulli(torch.sigmoid(base).expand(chains, -1).contiguous(), generator)
         log_w = self.weight.new_zeros(chains)
         for b0, b1 in zip(bs[:-1].tolist(), bs[1:].tolist()):
             log_w += self._log_pstar_rows(v, b1, base) - self._log_pstar_rows(v, b0, base)
-            h = _bernoulli(torch.sigmoid(b1 * (v @ self.weight + self.hidden_bias)), generator)
-            v = _bernoulli(torch.sigmoid((1 - b1) * base + b1 * (h @ self.weight.T + self.visible_bias)), generator)
+            h = bernoulli(torch.sigmoid(b1 * (v @ self.weight + self.hidden_bias)), generator)
+            v = bernoulli(torch.sigmoid((1 - b1) * base + b1 * (h @ self.weight.T + self.visible_bias)), generator)
         log_z0 = F.softplus(base).sum() + self.n_hidden * math.log(2)
         est = torch.logsumexp(log_w, 0) - math.log(chains) + log_z0
         # delta-method standard error of log(mean w)

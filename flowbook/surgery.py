@@ -20,7 +20,7 @@ import torch
 
 from .distributions import StandardNormal
 from .utils import check_features
-from .vae import VAE, gaussian_kl, gaussian_log_prob
+from .vae import _LOG_2PI, VAE, gaussian_kl, gaussian_log_prob, mixture_log_prob, mixture_sample
 
 __all__ = ["Surgery", "elbo_surgery", "AggregatedPosterior", "local_posterior_elbo"]
 
@@ -76,16 +76,12 @@ class AggregatedPosterior:
             self.mu, self.log_sigma, _ = vae.encoder(x_all, context)
         self.n, self.dim = len(x_all), vae.latent
 
-    def log_components(self, z, chunk: int = 1024):
-        """``(m, n)`` matrix of :math:`\\log q(z_a|x_i)`."""
-        return torch.cat([gaussian_log_prob(c.unsqueeze(1), self.mu, self.log_sigma) for c in z.split(chunk)])
-
-    def log_prob(self, z):
-        return torch.logsumexp(self.log_components(z), 1) - math.log(self.n)
+    def log_prob(self, z, chunk: int = 1024):
+        # in chunks of z: the (chunk, n) matrix of log q(z_a | x_i) would not fit for all z at once
+        return torch.cat([mixture_log_prob(c, self.mu, self.log_sigma) for c in z.split(chunk)])
 
     def sample(self, m: int):
-        i = torch.randint(self.n, (m,), device=self.mu.device)
-        return self.mu[i] + self.log_sigma[i].exp() * torch.randn_like(self.mu[i])
+        return mixture_sample(self.mu, self.log_sigma, m)
 
 
 @torch.no_grad()
@@ -183,7 +179,7 @@ def local_posterior_elbo(vae: VAE, x: torch.Tensor, flow=None, h_features: int =
     def elbo(k, generator=None):
         eps = torch.randn(len(x) * k, vae.latent, generator=generator, device=x.device, dtype=x.dtype)
         m, l = mu.repeat_interleave(k, 0), ls.repeat_interleave(k, 0)
-        z, log_q = m + l.exp() * eps, gaussian_log_prob(eps, 0.0 * eps, 0.0 * eps) - l.sum(-1)
+        z, log_q = m + l.exp() * eps, -0.5 * (eps**2 + _LOG_2PI).sum(-1) - l.sum(-1)
         if flow is not None:
             z, log_det = flow(z, h.repeat_interleave(k, 0))
             log_q = log_q - log_det                                   # log q_T(z_T) = log q_0(z_0) - log|det|

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
@@ -53,16 +52,11 @@ class Target2D:
     @torch.no_grad()
     def log_normalizer(self, bounds=(-7.0, 7.0), n: int = 701) -> float:
         r""":math:`\log Z = \log\int e^{-U}` by the midpoint rule on an ``n`` x ``n`` grid (float64)."""
-        cached = getattr(self, "_log_z", None)
-        if cached is not None and cached[0] == (tuple(bounds), n):
-            return cached[1]
         lo, hi = bounds
         h = (hi - lo) / n
         t = torch.linspace(lo + h / 2, hi - h / 2, n, dtype=torch.float64)
         pts = torch.cartesian_prod(t, t)
-        value = (torch.logsumexp(self.log_unnormalized(pts), 0) + 2 * math.log(h)).item()
-        self._log_z = ((tuple(bounds), n), value)
-        return value
+        return (torch.logsumexp(self.log_unnormalized(pts), 0) + 2 * math.log(h)).item()
 
     def plot(self, ax=None, bounds=None, n: int = 200, title=None):
         """Heat-map of :math:`e^{-U}` (unnormalized) over ``bounds`` (default: the paper's box)."""
@@ -161,7 +155,7 @@ class Wave:
         check_features(z, 2, "z")
         check_features(context, 1, "context")
         c = context[:, 0]
-        return -0.5 * ((z[:, 1] - c * torch.sin(math.pi * z[:, 0] / 2)) / 0.4) ** 2 - 0.5 * (z[:, 0] / 2) ** 2
+        return -0.5 * ((z[:, 1] - c * _w1(z)) / 0.4) ** 2 - 0.5 * (z[:, 0] / 2) ** 2
 
     def log_normalizer(self) -> float:
         return math.log(2 * math.pi * 2 * 0.4)
@@ -173,6 +167,7 @@ def sample_density(x, bounds=(-4, 4), bins: int = 100, ax=None, title=None, gamm
     ``gamma < 1`` brightens faint regions (colour = density ** gamma), for densities with sharp peaks.
     """
     if ax is None:
+        import matplotlib.pyplot as plt  # here, so that `import flowbook` does not load matplotlib
         ax = plt.subplots(figsize=(4, 4))[1]
     x = torch.as_tensor(x).detach().cpu().double().numpy()
     edges = np.linspace(bounds[0], bounds[1], bins + 1)

@@ -89,16 +89,15 @@ def fit(flow, data, *, steps: int = 1000, batch_size: int = 256, lr: float = 1e-
         raise ValueError(f"steps and batch_size must be positive, got steps={steps}, batch_size={batch_size}")
     params = [p for p in flow.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    anchor = next(iter(flow.parameters()), None)
-    dev, dtype = (anchor.device, anchor.dtype) if anchor is not None else (torch.device("cpu"), None)
+    dev, dtype = params[0].device, params[0].dtype  # Adam has refused an empty list already
     if isinstance(data, torch.Tensor):
         data = data.to(dev, dtype)
         context = None if context is None else context.to(dev, dtype)
     hist, best_state, bad_evals = History(), None, 0
     start = time.perf_counter()
     bar = tqdm(range(1, steps + 1), disable=not progress, desc="fit", leave=False)
+    flow.train()  # evaluate_nll puts train mode back after each validation
     for step in bar:
-        flow.train()
         ctx = None
         if isinstance(data, Density2D):
             batch = data.sample(batch_size, generator).to(dev, dtype)

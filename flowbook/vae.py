@@ -36,7 +36,7 @@ from .nets import mlp
 from .utils import check_dim, check_features
 
 __all__ = ["GaussianEncoder", "BernoulliDecoder", "GaussianDecoder", "MixturePrior", "VampPrior",
-           "ELBOTerms", "VAE", "gaussian_log_prob", "gaussian_kl", "posterior_iaf"]
+           "ELBOTerms", "VAE", "gaussian_log_prob", "gaussian_kl", "mixture_log_prob", "mixture_sample", "posterior_iaf"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -44,6 +44,17 @@ _LOG_2PI = math.log(2 * math.pi)
 def gaussian_log_prob(z, mu, log_sigma):
     """log N(z; mu, diag sigma^2), summed over the last axis (broadcasts)."""
     return -0.5 * (((z - mu) * torch.exp(-log_sigma)) ** 2 + 2 * log_sigma + _LOG_2PI).sum(-1)
+
+
+def mixture_log_prob(z, mu, log_sigma):
+    """log of the equal-weight mixture of the diagonal Gaussians ``(mu[k], sigma[k])`` at each row of ``z``."""
+    return torch.logsumexp(gaussian_log_prob(z.unsqueeze(1), mu, log_sigma), 1) - math.log(len(mu))
+
+
+def mixture_sample(mu, log_sigma, n: int):
+    """``n`` draws from the equal-weight mixture of the diagonal Gaussians ``(mu[k], sigma[k])``."""
+    k = torch.randint(len(mu), (n,), device=mu.device)
+    return mu[k] + log_sigma[k].exp() * torch.randn_like(mu[k])
 
 
 def gaussian_kl(mu, log_sigma):
@@ -194,14 +205,12 @@ class VampPrior(nn.Module):
     def log_prob(self, z, context=None):  # context is ignored; accepted so flowbook.fit can train it
         check_features(z, self.dim, "z")
         mu, log_sigma, _ = self.encoder(self.pseudo_inputs)
-        comp = gaussian_log_prob(z.unsqueeze(1), mu, log_sigma)
-        return torch.logsumexp(comp, 1) - math.log(len(mu))
+        return mixture_log_prob(z, mu, log_sigma)
 
     def sample(self, n: int):
         with torch.no_grad():
             mu, log_sigma, _ = self.encoder(self.pseudo_inputs)
-            k = torch.randint(len(mu), (n,), device=mu.device)
-            return mu[k] + log_sigma[k].exp() * torch.randn_like(mu[k])
+            return mixture_sample(mu, log_sigma, n)
 
 
 @dataclass

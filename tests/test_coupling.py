@@ -192,3 +192,10 @@ def test_partial_factor_out():
     fb.check_bijection(layer, z, atol=1e-9)
     with pytest.raises(ValueError, match="distinct"):
         fb.Partial(inner, [0, 0, 1, 2], dim=6)
+
+
+def test_multiscale_realnvp_is_a_bijection_with_fewer_parameters():
+    flow = fb.MultiscaleRealNVP(hidden=8)
+    fb.check_bijection(randomize(flow, 0.3).transform, z64(4, 64), atol=1e-8)
+    assert sum(p.numel() for p in fb.MultiscaleRealNVP().parameters()) < \
+        sum(p.numel() for p in fb.RealNVP(64, n_layers=8, hidden=64).parameters())

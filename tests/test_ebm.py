@@ -10,14 +10,8 @@ from flowbook.rbm import RBM
 
 
 @pytest.fixture(autouse=True)
-def float64():
-    old, threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)  # tiny matrices: a second thread only adds contention on a busy CPU
+def seeded():  # float64 and one thread come from conftest.py
     torch.manual_seed(0)
-    yield
-    torch.set_default_dtype(old)
-    torch.set_num_threads(threads)
 
 
 def random_bm(n=6, temperature=1.7):

@@ -11,19 +11,7 @@ from flowbook.plot import grid_points
 from flowbook.timing import loglog_slope, time_call
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
-def randomize(module, scale=0.5):
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn_like(p))
-    return module
+from _helpers import randomize
 
 
 @pytest.mark.parametrize("make", [lambda: QRLinear(4), lambda: QRLinear(4, num_reflections=2),

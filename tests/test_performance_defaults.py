@@ -8,11 +8,11 @@ import flowbook as fb
 from _helpers import randomize
 
 
-@pytest.mark.parametrize("factory,per_layer", [(lambda: fb.MAF(4, hidden=8), 1), (lambda: fb.RealNVP(4, hidden=8), 1)])
-def test_optimizer_sees_one_tensor_per_layer_and_the_same_count(factory, per_layer):
+@pytest.mark.parametrize("factory", [lambda: fb.MAF(4, hidden=8), lambda: fb.RealNVP(4, hidden=8)])
+def test_optimizer_sees_one_tensor_per_layer_and_the_same_count(factory):
     flow = factory()
     layers = [b for b in flow.transform if list(b.parameters())]
-    assert len(list(flow.parameters())) == per_layer * len(layers)
+    assert len(list(flow.parameters())) == len(layers)
     # the count is that of the unpacked layers (weights and biases of every Linear)
     count = sum(m.weight.numel() + m.bias.numel() for m in flow.modules() if isinstance(m, torch.nn.Linear))
     assert sum(p.numel() for p in flow.parameters()) == count
@@ -22,12 +22,11 @@ def test_sublayer_weights_are_views_of_the_packed_parameter():
     layer = fb.MaskedAffineAutoregressive(3, hidden=8)
     with torch.no_grad():
         layer.made.output.bias.fill_(0.5)  # writes into the flat parameter
-    assert torch.all(layer.made.flat[-6:] == 0.5) or torch.any(layer.made.flat == 0.5)
+    assert (layer.made.flat == 0.5).sum() == 6  # the 2 x 3 output biases, inside the flat parameter
     x = torch.randn(4, 3)
     z, ladj = layer.inverse(x)
     assert not torch.equal(z, x)  # the write took effect
     for other in (copy.deepcopy(layer), layer.double()):
-        assert other.made.output.bias.data_ptr() != 0
         assert torch.all(other.made.output.bias == 0.5)
         assert other.made.output.bias.dtype == other.made.flat.dtype
         with torch.no_grad():

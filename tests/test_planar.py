@@ -9,15 +9,6 @@ import flowbook.plot  # noqa: F401  (grid_points)
 from flowbook.targets import ENERGIES, U1, U2, U3, U4, Bimodal, Wave
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Chains of tiny tensor ops: intra-op threads only add overhead (and contend on a busy CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _planar(dim, seed, context_dim=None, constrain=True):
     g = torch.Generator().manual_seed(seed)
     layer = fb.Planar(dim, u=2 * torch.randn(dim, generator=g), w=torch.randn(dim, generator=g),
