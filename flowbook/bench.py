@@ -10,9 +10,8 @@ What it measures, for ``MAF``, ``IAF`` and ``RealNVP`` (the factories' defaults,
 ``--hidden``) at each dimension D:
 
 * ``log_prob`` of ``--n`` points (no gradient). MAF and RealNVP: one conditioner pass per layer;
-  IAF: D - 1 passes per layer.
-* ``sample`` of ``--n`` points. IAF and RealNVP: one pass per layer; MAF: D - 1 passes per layer,
-  each restricted to the hidden units the current degree level can see.
+  IAF: D passes per layer.
+* ``sample`` of ``--n`` points. IAF and RealNVP: one pass per layer; MAF: D passes per layer.
 * training steps per second: Adam (lr 1e-3), batch ``--batch``, loss ``-log_prob(x).mean()``
   (for IAF, whose density is the sequential direction, this is the cost of fitting it by
   maximum likelihood; IAF is meant to be trained from its own samples instead).
@@ -26,8 +25,7 @@ import time
 
 import torch
 
-from .autoregressive import IAF, MAF
-from .models import RealNVP
+from .flows import IAF, MAF, RealNVP
 from .timing import time_call
 
 __all__ = ["build", "run"]
@@ -37,10 +35,10 @@ FACTORIES = {"MAF": lambda d, h: MAF(d, n_layers=5, hidden=h, depth=2),
              "RealNVP": lambda d, h: RealNVP(d, n_layers=8, hidden=h, depth=2)}
 
 
-def build(kind: str, dim: int, hidden: int):
+def build(kind: str, features: int, hidden: int):
     """The flow ``kind`` (``"MAF"``, ``"IAF"`` or ``"RealNVP"``) with the benchmark's layer counts."""
     torch.manual_seed(0)
-    return FACTORIES[kind](dim, hidden)
+    return FACTORIES[kind](features, hidden)
 
 
 def train_rate(flow, x: torch.Tensor, batch: int, steps: int) -> float:

@@ -11,9 +11,12 @@ A flow layer is correct when three things hold for inputs ``z``:
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 
 import torch
+
+from .utils import check_tensor
 
 __all__ = ["jacobian", "logabsdet", "check_bijection", "BijectionReport"]
 
@@ -61,80 +64,159 @@ def logabsdet(f, x: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class BijectionReport:
-    """What ``check_bijection`` measured (maximum absolute errors over the batch)."""
+    """What ``check_bijection`` measured (maximum absolute errors over the batch).
+
+    ``has_inverse`` is False for a layer without an inverse (then the two inverse errors are NaN
+    and print as "n/a (no inverse)"); ``perturbed`` is True when the layer given was the identity
+    map on ``z`` and the numbers are those of a copy with perturbed parameters.
+    """
 
     roundtrip_error: float
     logdet_error: float
     logdet_sum_error: float
     atol: float
+    has_inverse: bool = True
+    perturbed: bool = False
 
     def __str__(self):
-        fmt = lambda v: "n/a (no inverse)" if v != v else f"{v:.2e}"
-        return (
-            f"round trip |inverse(forward(z)) - z|     : {fmt(self.roundtrip_error)}\n"
+        fmt = lambda v: f"{v:.2e}"  # a NaN prints as nan: it is a failure, never "n/a"
+        inv = lambda v: fmt(v) if self.has_inverse else "n/a (no inverse)"
+        text = (
+            f"round trip |inverse(forward(z)) - z|     : {inv(self.roundtrip_error)}\n"
             f"log-det vs autograd slogdet              : {fmt(self.logdet_error)}\n"
-            f"forward + inverse log-dets (should be 0) : {fmt(self.logdet_sum_error)}\n"
+            f"forward + inverse log-dets (should be 0) : {inv(self.logdet_sum_error)}\n"
             f"tolerance                                : {self.atol:.0e}"
         )
+        if self.perturbed:
+            text += "\n(measured on a copy with perturbed parameters: the layer as given is the identity map on z)"
+        return text
 
 
-def check_bijection(bijection, z: torch.Tensor, context=None, atol: float = 1e-6,
-                    dtype=torch.float64) -> BijectionReport:
-    """Check a bijection's inverse and log-determinants against brute force.
+def _pair(out, name, method, n):
+    """The ``(output, logabsdet)`` of a layer's ``method``, or an AssertionError saying what is wrong."""
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise AssertionError(f"{name}.{method} returned a {type(out).__name__}, expected a pair (output, "
+                             "logabsdet): forward(z, context=None) -> (x, log|det dx/dz|)")
+    if getattr(out[1], "shape", None) != (n,):
+        raise AssertionError(f"{name}.{method} returned a log-det of shape {tuple(getattr(out[1], 'shape', ()))}, "
+                             f"expected ({n},): one value per sample")
+    return out
 
-    The layer is deep-copied and run in ``dtype`` (float64 by default) and in eval mode, so
-    the check neither changes the layer nor suffers float32 round-off.
 
-    Args:
-        bijection: a ``flowbook.Bijection`` (``forward`` returns ``(x, log|det ∂x/∂z|)``).
-        z: ``(batch, D)`` inputs of the forward direction.
-        context: optional conditioning input, passed to both directions.
-        atol: largest error accepted.
+def _nonfinite(value, what, z):
+    """A problem line if ``value`` (one row per row of ``z``) holds a NaN or an infinity, else ``None``."""
+    bad = ~torch.isfinite(value)
+    if not bad.any():
+        return None
+    rows = bad.reshape(len(z), -1).any(1)
+    i = int(rows.nonzero()[0, 0])
+    first = value.reshape(len(z), -1)[i]
+    kind = "NaN" if torch.isnan(first).any() else "infinite"
+    hint = " (a log of a negative number or of 0? take log|.|)" if kind == "NaN" and "log-det" in what else ""
+    return (f"{what} is {kind} for {int(rows.sum())} of {len(z)} inputs (first: row {i}, "
+            f"z = {[round(v, 4) for v in z[i].tolist()]}){hint}")
 
-    Returns:
-        a ``BijectionReport``; raises ``AssertionError`` with a readable message on failure.
 
-    Example:
-        >>> import torch, flowbook
-        >>> report = flowbook.check_bijection(flowbook.LULinear(3), torch.randn(8, 3))
-        >>> report.logdet_error < 1e-10
-        True
-    """
-    b = copy.deepcopy(bijection).to(dtype).eval()
-    z = z.detach().to(dtype)
-    if context is not None:
-        context = context.detach().to(dtype)
-    name = type(bijection).__name__
-    x, ladj = b(z, context)
-    if ladj.shape != (z.shape[0],):
-        raise AssertionError(f"{name}.forward returned a log-det of shape {tuple(ladj.shape)}, "
-                             f"expected ({z.shape[0]},): one value per sample")
+def _measure(b, z, context, atol, name):
+    """Run the three checks on ``b``; return (report, problems, is_identity)."""
+    n = z.shape[0]
+    x, ladj = _pair(b(z, context), name, "forward", n)
+    if x.shape != z.shape:
+        raise AssertionError(f"{name}.forward returned x of shape {tuple(x.shape)}, expected {tuple(z.shape)}")
     brute = logabsdet(lambda v: b(v, context), z) if context is None else torch.stack(
         [logabsdet(lambda v, c=c: b(v, c.unsqueeze(0)), row) for row, c in zip(z, context)])
+    problems = [p for p in (_nonfinite(x, "forward()'s output x", z), _nonfinite(ladj, "forward()'s log-det", z),
+                            _nonfinite(brute, "autograd slogdet of forward()'s Jacobian", z)) if p]
     logdet_error = (ladj - brute).abs().max().item()
+    has_inverse = True
     try:
-        z_back, ladj_inv = b.inverse(x, context)
+        z_back, ladj_inv = _pair(b.inverse(x, context), name, "inverse", n)
+    except NotImplementedError:
+        has_inverse, roundtrip, sum_error = False, float("nan"), float("nan")
+    else:
+        problems += [p for p in (_nonfinite(z_back, "inverse()'s output", z),
+                                 _nonfinite(ladj_inv, "inverse()'s log-det", z)) if p]
         roundtrip = (z_back - z).abs().max().item()
         sum_error = (ladj + ladj_inv).abs().max().item()
-    except NotImplementedError:
-        roundtrip = sum_error = float("nan")
-    report = BijectionReport(roundtrip, logdet_error, sum_error, atol)
+    report = BijectionReport(roundtrip, logdet_error, sum_error, atol, has_inverse)
 
-    problems = []
-    if roundtrip > atol:
+    if has_inverse and not roundtrip <= atol:  # "not <=": a NaN fails
         problems.append(f"inverse(forward(z)) differs from z by up to {roundtrip:.3g}: inverse() does "
                         "not undo forward()")
-    if logdet_error > atol:
-        i = (ladj - brute).abs().argmax()
+    if not logdet_error <= atol:
+        i = (ladj - brute).abs().nan_to_num(float("inf")).argmax()
         hint = ""
         if torch.allclose(ladj, -brute, atol=max(atol, 1e-9)):
             hint = (" The values are the autograd ones with the sign flipped: forward() must return "
                     "log|det dx/dz| (the generative direction), not log|det dz/dx|.")
         problems.append(f"forward() returned log-det {ladj[i].item():.6g} where autograd slogdet gives "
                         f"{brute[i].item():.6g} (max error {logdet_error:.3g}).{hint}")
-    if sum_error > atol:
+    if has_inverse and not sum_error <= atol:
         problems.append(f"forward and inverse log-dets do not cancel (max |sum| = {sum_error:.3g})")
+    identity = not problems and (x - z).abs().max().item() <= atol and ladj.abs().max().item() <= atol
+    return report, problems, identity
+
+
+def check_bijection(bijection, z: torch.Tensor, context=None, atol: float = 1e-6,
+                    dtype=torch.float64, perturb: float = 0.1) -> BijectionReport:
+    """Check a bijection's inverse and log-determinants against brute force.
+
+    The layer is deep-copied and run in ``dtype`` (float64 by default) and in eval mode, so
+    the check neither changes the layer nor suffers float32 round-off. It fails on any NaN or
+    infinity in the outputs, the log-dets or the inverse (a comparison with NaN would pass).
+
+    **The identity map.** A fresh layer (zero last layer) is often the identity: every log-det
+    is 0, so a flipped sign cannot show. When the layer maps ``z`` to itself with log-dets 0
+    (within ``atol``), the checks are run again on a copy whose parameters are perturbed by
+    ``perturb * N(0, 1)`` (seeded) and that report is returned (``report.perturbed``). If the
+    copy is still the identity (a layer without parameters), or ``perturb=0``, a
+    ``UserWarning`` says that the check proves little.
+
+    Args:
+        bijection: a ``flowbook.Bijection`` (``forward`` returns ``(x, log|det ∂x/∂z|)``).
+        z: ``(batch, D)`` finite inputs of the forward direction.
+        context: optional ``(batch, context_features)`` conditioning input, passed to both directions.
+        atol: largest error accepted.
+        perturb: scale of the parameter noise used when the layer is the identity map.
+
+    Returns:
+        a ``BijectionReport``; raises ``AssertionError`` with a readable message on failure, and
+        ``ValueError`` for a non-finite ``z`` or ``context``.
+
+    Example:
+        >>> import torch, flowbook
+        >>> report = flowbook.check_bijection(flowbook.LULinear(3), torch.randn(8, 3))
+        >>> report.logdet_error < 1e-10
+        True
+        >>> flowbook.check_bijection(flowbook.Affine(2), torch.randn(4, 2)).perturbed  # fresh: identity
+        True
+    """
+    z = check_tensor(z, "z").detach().to(dtype)
+    if context is not None:
+        context = check_tensor(context, "context").detach().to(dtype)
+        if context.shape[0] != z.shape[0]:
+            raise ValueError(f"context has {context.shape[0]} rows, expected {z.shape[0]} (one per row of z)")
+    b = copy.deepcopy(bijection).to(dtype).eval()
+    name = type(bijection).__name__
+    report, problems, identity = _measure(b, z, context, atol, name)
+    if identity and perturb:
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for p in b.parameters():
+                if p.is_floating_point():
+                    p.add_(perturb * torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device))
+        report, problems, identity = _measure(b, z, context, atol, name)
+        report.perturbed = True
+        if problems:
+            problems.insert(0, f"{name} as given is the identity map on z (outputs equal inputs, log-dets 0), "
+                               "where a wrong log-det sign or inverse cannot show; a copy with parameters "
+                               f"perturbed by {perturb:g} * N(0, 1) fails:")
     if problems:
         raise AssertionError(f"check_bijection({name}) failed (atol={atol:g}):\n- " + "\n- ".join(problems)
                              + f"\n{report}")
+    if identity:
+        warnings.warn(f"check_bijection({name}): the map is the identity on z (outputs equal inputs, log-dets 0)"
+                      + (" even with perturbed parameters" if perturb else "")
+                      + ", so the check cannot tell a wrong log-det sign; test it at parameters where it moves "
+                      "the points (flowbook.randomize_parameters)", UserWarning, stacklevel=2)
     return report

@@ -6,7 +6,7 @@ import numpy as np
 import seaborn as sns
 import torch
 
-__all__ = ["style", "grid_points", "density", "samples", "deformed_grid", "images"]
+__all__ = ["style", "grid_points", "density_grid", "density", "sample_density", "samples", "deformed_grid", "images"]
 
 
 def style():
@@ -32,16 +32,49 @@ def _ax(ax):
 
 
 @torch.no_grad()
+def density_grid(log_prob, bounds=(-5, 5), n: int = 200, device=None, log: bool = False) -> np.ndarray:
+    """``exp(log_prob)`` (or ``log_prob`` with ``log=True``) on an ``n`` x ``n`` grid over the square ``bounds``.
+
+    Returns an ``(n, n)`` NumPy image, rows along the second coordinate (for ``imshow`` with
+    ``origin="lower"``), so that several densities can be drawn with one shared colour scale.
+    ``device``: where ``log_prob`` expects its points (e.g. the flow's device).
+
+    Example:
+        >>> import flowbook
+        >>> density_grid(flowbook.StandardNormal(2).log_prob, (-3, 3), n=50).shape
+        (50, 50)
+    """
+    pts, _ = grid_points(bounds, n)
+    if device is not None:
+        pts = pts.to(device)
+    lp = torch.cat([log_prob(p).detach().float().cpu() for p in pts.split(10000)])
+    return (lp if log else lp.exp()).reshape(n, n).numpy()
+
+
+@torch.no_grad()
 def density(log_prob, bounds=(-5, 5), n: int = 200, ax=None, title=None, log=False):
     """Heat-map of ``exp(log_prob(x))`` (or of ``log_prob`` with ``log=True``) over a square.
 
     ``log_prob`` is a function of a ``(m, 2)`` tensor, e.g. ``flow.log_prob`` or ``Ring().log_prob``.
     """
     ax = _ax(ax)
-    pts, _ = grid_points(bounds, n)
-    lp = torch.cat([log_prob(p).detach().float().cpu() for p in pts.split(10000)])
-    img = lp if log else lp.exp()
-    ax.imshow(img.reshape(n, n).numpy(), origin="lower", extent=(*bounds, *bounds), aspect="equal")
+    ax.imshow(density_grid(log_prob, bounds, n, log=log), origin="lower", extent=(*bounds, *bounds), aspect="equal")
+    ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def sample_density(x, bounds=(-4, 4), bins: int = 100, ax=None, title=None, gamma: float = 1.0):
+    """Draw the density of 2-D samples as a normalized histogram (for flows with no ``log_prob``).
+
+    ``gamma < 1`` brightens faint regions (colour = density ** gamma), for densities with sharp peaks.
+    """
+    ax = _ax(ax)
+    x = torch.as_tensor(x).detach().cpu().double().numpy()
+    edges = np.linspace(bounds[0], bounds[1], bins + 1)
+    hist, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=[edges, edges], density=True)
+    ax.imshow(hist.T ** gamma, origin="lower", extent=(*bounds, *bounds), aspect="equal", cmap="magma")
     ax.set_xticks([]), ax.set_yticks([])
     if title:
         ax.set_title(title)

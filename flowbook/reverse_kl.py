@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
-from tqdm.auto import tqdm
 
-from .train import History, optimizer_step
+from .train import History, _check_optimizer, adam, default_threads, optimizer_step
+from .utils import check_count, progress_bar, threads as use_threads
 
 __all__ = ["fit_reverse_kl", "evaluate_elbo", "ReverseKLHistory", "ELBOEstimate"]
 
@@ -72,7 +72,7 @@ def _anchor(flow):
 
 def fit_reverse_kl(flow, target, *, steps: int = 1000, batch_size: int = 256, lr: float = 1e-3,
                    anneal_steps: int = 0, context=None, clip_grad: float | None = 10.0,
-                   progress: bool = True) -> ReverseKLHistory:
+                   threads: int | None = None, progress: bool = True) -> ReverseKLHistory:
     r"""Maximize the ELBO :math:`\mathbb E_q[\log\tilde p - \log q]` of ``flow`` with Adam.
 
     Args:
@@ -86,6 +86,7 @@ def fit_reverse_kl(flow, target, *, steps: int = 1000, batch_size: int = 256, lr
         context: for conditional flows and targets, a function ``n -> (n, c)`` tensor, or a
             tensor whose rows are drawn at random; each sample gets its own context row.
         clip_grad: clip the gradient norm (``None`` to disable).
+        threads: intra-op threads during training, restored afterwards (``None``: as in ``fit``).
         progress: show a ``tqdm`` bar with the running ELBO.
 
     Returns:
@@ -99,23 +100,33 @@ def fit_reverse_kl(flow, target, *, steps: int = 1000, batch_size: int = 256, lr
         >>> len(hist.elbo), hist.final_elbo < U1().log_normalizer() + 0.5
         (20, True)
     """
-    if steps <= 0 or batch_size <= 0:
-        raise ValueError(f"steps and batch_size must be positive, got steps={steps}, batch_size={batch_size}")
+    steps, batch_size = check_count(steps, "steps", 1), check_count(batch_size, "batch_size", 1)
+    anneal_steps = check_count(anneal_steps, "anneal_steps")
+    lr, _, clip_grad = _check_optimizer(lr, 0.0, clip_grad)
     log_p = _log_density(target)
     params = [p for p in flow.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
+    if not params:
+        raise ValueError("the flow has no trainable parameters (all frozen?); nothing to fit")
+    opt = adam(params, lr)
+    with use_threads(default_threads(flow) if threads is None else threads):
+        return _train_reverse_kl(flow, log_p, opt, params, steps, batch_size, anneal_steps, context, clip_grad,
+                                 progress)
+
+
+def _train_reverse_kl(flow, log_p, opt, params, steps, batch_size, anneal_steps, context, clip_grad, progress):
     anchor = _anchor(flow)
     hist = ReverseKLHistory()
     start = time.perf_counter()
     flow.train()
-    bar = tqdm(range(1, steps + 1), disable=not progress, desc="reverse KL", leave=False)
+    bar = progress_bar(range(1, steps + 1), progress, "reverse KL")
     for step in bar:
         beta = min(1.0, 0.01 + step / anneal_steps) if anneal_steps > 0 else 1.0
         ctx = _contexts(context, batch_size, anchor)
         x, log_q = flow.sample_and_log_prob(batch_size, context=ctx)
         lp = log_p(x) if ctx is None else log_p(x, ctx)
         loss = (log_q - beta * lp).mean()
-        optimizer_step(loss, opt, params, clip_grad, step, "try a smaller lr or annealing")
+        optimizer_step(loss, opt, params, clip_grad, step, "try a smaller lr or annealing",
+                       diagnose=lambda: _which_side(flow, x, log_q, lp))
         hist.train_loss.append(loss.item())
         hist.elbo.append((lp - log_q).mean().item())
         if step % 25 == 0:
@@ -124,6 +135,19 @@ def fit_reverse_kl(flow, target, *, steps: int = 1000, batch_size: int = 256, lr
     flow.eval()
     hist.seconds = time.perf_counter() - start
     return hist
+
+
+def _which_side(flow, x, log_q, lp):
+    """Which term of a non-finite reverse-KL loss is to blame, in words."""
+    for name, p in flow.named_parameters():
+        if not torch.isfinite(p).all():
+            return f"the parameter {name} is NaN or infinite (an earlier update diverged; try a smaller lr)"
+    if not torch.isfinite(x).all() or not torch.isfinite(log_q).all():
+        return "the flow's samples or their log-density log q (sample_and_log_prob) are not finite"
+    if not torch.isfinite(lp).all():
+        return ("the target's log-density is NaN or infinite at some of the flow's samples "
+                "(is it defined on all of R^D? -inf where it is zero?)")
+    return None
 
 
 @torch.no_grad()
@@ -135,11 +159,13 @@ def evaluate_elbo(flow, target, n: int = 20000, context=None) -> ELBOEstimate:
     Example:
         >>> import flowbook
         >>> from flowbook.targets import Bimodal
+        >>> flowbook.seed(0)
         >>> flow = flowbook.Flow(flowbook.StandardNormal(2), [flowbook.Affine(2)])
-        >>> est = evaluate_elbo(flow, Bimodal(), n=1000)
+        >>> est = flowbook.evaluate_elbo(flow, Bimodal(), n=100000)
         >>> est.elbo < est.iw_log_z < 0.1   # log Z = 0 for this normalized target
         True
     """
+    n = check_count(n, "n", 2)  # a standard error needs two samples
     log_p = _log_density(target)
     anchor = _anchor(flow)
     if context is not None:

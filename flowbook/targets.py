@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
-from .data import GaussianMixture
+from .data.densities import GaussianMixture
 from .utils import check_features
 
-__all__ = ["Target2D", "U1", "U2", "U3", "U4", "ENERGIES", "Bimodal", "Wave", "sample_density"]
+__all__ = ["Target2D", "U1", "U2", "U3", "U4", "ENERGIES", "Bimodal", "Wave"]
 
 
 class Target2D:
@@ -39,7 +38,7 @@ class Target2D:
         0.0
     """
 
-    dim = 2
+    features = 2
     bounds = (-4.0, 4.0)  # the square the paper plots
 
     def energy(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -149,7 +148,7 @@ class Wave:
         torch.Size([3])
     """
 
-    dim, context_dim, bounds = 2, 1, (-4.0, 4.0)
+    features, context_features, bounds = 2, 1, (-4.0, 4.0)
 
     def log_unnormalized(self, z, context):
         check_features(z, 2, "z")
@@ -159,21 +158,3 @@ class Wave:
 
     def log_normalizer(self) -> float:
         return math.log(2 * math.pi * 2 * 0.4)
-
-
-def sample_density(x, bounds=(-4, 4), bins: int = 100, ax=None, title=None, gamma: float = 1.0):
-    """Draw the density of 2-D samples as a normalized histogram (for flows with no ``log_prob``).
-
-    ``gamma < 1`` brightens faint regions (colour = density ** gamma), for densities with sharp peaks.
-    """
-    if ax is None:
-        import matplotlib.pyplot as plt  # here, so that `import flowbook` does not load matplotlib
-        ax = plt.subplots(figsize=(4, 4))[1]
-    x = torch.as_tensor(x).detach().cpu().double().numpy()
-    edges = np.linspace(bounds[0], bounds[1], bins + 1)
-    hist, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=[edges, edges], density=True)
-    ax.imshow(hist.T ** gamma, origin="lower", extent=(*bounds, *bounds), aspect="equal", cmap="magma")
-    ax.set_xticks([]), ax.set_yticks([])
-    if title:
-        ax.set_title(title)
-    return ax

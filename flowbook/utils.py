@@ -1,12 +1,14 @@
 """Small helpers shared by every module: device choice, seeding, input validation."""
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
 import torch
 
-__all__ = ["device", "seed", "randomize_parameters", "check_dim", "check_features", "check_finite"]
+__all__ = ["device", "seed", "threads", "randomize_parameters", "check_dim", "check_features", "check_finite",
+           "check_count", "check_tensor", "check_positive", "model_dtype"]
 
 
 def device() -> torch.device:
@@ -25,6 +27,37 @@ def seed(n: int) -> None:
     random.seed(n)
     np.random.seed(n % 2**32)
     torch.manual_seed(n)
+
+
+@contextlib.contextmanager
+def threads(n: int | None):
+    """Run a block with PyTorch's intra-op thread count set to ``n``, then restore the old count.
+
+    Why one thread for small models: torch's intra-op threads spin and wait for each other, so a
+    small model gains nothing from a second thread and becomes many times slower as soon as
+    another process is busy (a browser, a video call, a 2-vCPU Colab machine). ``None`` leaves
+    the setting alone.
+
+    Example:
+        >>> import torch, flowbook
+        >>> before = torch.get_num_threads()
+        >>> with flowbook.threads(1):
+        ...     torch.get_num_threads()
+        1
+        >>> torch.get_num_threads() == before
+        True
+    """
+    if n is None:
+        yield
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {n!r}")
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def randomize_parameters(module, scale: float = 0.5, seed: int = 0):
@@ -46,7 +79,7 @@ def randomize_parameters(module, scale: float = 0.5, seed: int = 0):
     return module
 
 
-def check_dim(dim, name: str = "dim") -> int:
+def check_dim(dim, name: str = "features") -> int:
     """Return ``dim`` as an int, or raise ``ValueError`` if it is not a positive integer."""
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
         raise ValueError(f"{name} must be a positive integer, got {dim!r}")
@@ -54,7 +87,7 @@ def check_dim(dim, name: str = "dim") -> int:
 
 
 def check_features(x: torch.Tensor, dim: int | None, name: str = "x") -> None:
-    """Raise ``ValueError`` unless ``x`` is a ``(batch, dim)`` tensor.
+    """Raise ``ValueError`` unless ``x`` is a ``(batch, dim)`` tensor (``dim`` features).
 
     Only the shape is checked, which costs nothing; finiteness is checked where data
     enters (``Flow.log_prob``, ``fit``), not inside every layer.
@@ -74,7 +107,147 @@ def check_features(x: torch.Tensor, dim: int | None, name: str = "x") -> None:
 
 
 def check_finite(x: torch.Tensor, name: str = "x") -> None:
-    """Raise ``ValueError`` if ``x`` holds a NaN or an infinite value."""
+    """Raise ``ValueError`` if ``x`` holds a NaN or an infinite value (one reduction when it does not)."""
     if not torch.isfinite(x).all():
-        bad = (~torch.isfinite(x)).sum().item()
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); expected finite numbers")
+        bad = ~torch.isfinite(x)
+        where = bad.reshape(bad.shape[0], -1).any(1).nonzero()[0, 0].item() if x.dim() else None
+        first = f" (first in row {where})" if where is not None else ""
+        raise ValueError(f"{name} contains {bad.sum().item()} NaN or infinite value(s){first}; expected finite numbers")
+
+
+def check_count(n, name: str = "n", minimum: int = 0) -> int:
+    """Return the count ``n`` as a Python int, or raise naming ``name``.
+
+    Integer-like counts just work: Python and NumPy integers, 0-d integer tensors, and floats
+    with an integral value (``1e4``, ``3.0``). A fractional value (2.5), a value below
+    ``minimum`` (negative counts by default), NaN or infinity raise ``ValueError``; ``bool`` and
+    non-numbers raise ``TypeError``.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> check_count(np.int64(3)), check_count(torch.tensor(3)), check_count(1e4)
+        (3, 3, 10000)
+        >>> check_count(2.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: n must be a whole number >= 0, got 2.5
+    """
+    value = n
+    if isinstance(n, torch.Tensor):
+        if n.dim() != 0 or n.dtype == torch.bool or n.is_complex():
+            raise TypeError(f"{name} must be a number (a count), got a tensor of shape {tuple(n.shape)} "
+                            f"and dtype {n.dtype}")
+        value = n.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a whole number >= {minimum} (a count), got {type(n).__name__} {n!r}")
+    if isinstance(value, (float, np.floating)):
+        if not (np.isfinite(value) and float(value).is_integer()):
+            raise ValueError(f"{name} must be a whole number >= {minimum}, got {n!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {n!r}")
+    return value
+
+
+def check_positive(value, name: str, allow_none: bool = False, allow_zero: bool = False):
+    """Return ``value`` as a float if it is a finite number > 0 (>= 0 with ``allow_zero``), else raise.
+
+    ``None`` is returned as is when ``allow_none`` (an option switched off). Errors name ``name``.
+
+    Example:
+        >>> check_positive(0, "lr")
+        Traceback (most recent call last):
+        ...
+        ValueError: lr must be a finite number > 0, got 0
+    """
+    if value is None and allow_none:
+        return None
+    bound = ">= 0" if allow_zero else "> 0"
+    if isinstance(value, torch.Tensor) and value.dim() == 0:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number {bound}{' or None' if allow_none else ''}, "
+                        f"got {type(value).__name__} {value!r}")
+    if not (np.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
+        raise ValueError(f"{name} must be a finite number {bound}{' (or None)' if allow_none else ''}, got {value!r}")
+    return float(value)
+
+
+def model_dtype(module) -> torch.dtype | None:
+    """The dtype of the first floating-point parameter or buffer of ``module`` (``None`` if it has none).
+
+    A plain walk over the module's own dictionaries (about 1-2 microseconds), cheap enough to run
+    on every call of a layer.
+    """
+    for t in module._parameters.values():
+        if t is not None and t.is_floating_point():
+            return t.dtype
+    for t in module._buffers.values():
+        if t is not None and t.is_floating_point():
+            return t.dtype
+    for child in module._modules.values():
+        if child is not None:
+            found = model_dtype(child)
+            if found is not None:
+                return found
+    return None
+
+
+_CAST = {torch.float32: "float()", torch.float64: "double()", torch.float16: "half()", torch.bfloat16: "bfloat16()"}
+
+
+def _cast(dtype) -> str:
+    return _CAST.get(dtype, f"to({dtype})")
+
+
+def dtype_error(x: torch.Tensor, name: str, dtype: torch.dtype, owner: str = "the model") -> TypeError:
+    """The ``TypeError`` for data ``x`` whose dtype does not fit a model of ``dtype``: both dtypes and both fixes."""
+    return TypeError(f"{name} has dtype {x.dtype} but {owner} computes in {dtype}; convert the data with "
+                     f"{name}.{_cast(dtype)}, or the model with .{_cast(x.dtype) if x.is_floating_point() else 'float()'}"
+                     if x.is_floating_point() else
+                     f"{name} has dtype {x.dtype} but {owner} computes in {dtype}; convert the data with "
+                     f"{name}.{_cast(dtype)}")
+
+
+def check_tensor(x, name: str = "x", features: int | None = None, dtype: torch.dtype | None = None,
+                 finite: bool = True, owner: str = "the model") -> torch.Tensor:
+    """Validate data where it enters the package; return it, converted to ``dtype`` when that is exact.
+
+    * ``x`` must be a ``(batch, features)`` tensor (``TypeError`` / ``ValueError`` otherwise; a NumPy
+      array is refused with the fix ``torch.as_tensor(x)``);
+    * **the dtype rule**: integer, boolean and lower-precision floating data are converted to the
+      model's ``dtype`` (exact: ``torch.promote_types(x.dtype, dtype) == dtype``); data that would
+      be rounded (float64 data into a float32 model) raises ``TypeError`` naming ``name``, both
+      dtypes and the two fixes (``x.float()`` or ``model.double()``). ``dtype=None``: no dtype check;
+    * with ``finite`` (default), a NaN or infinite entry raises ``ValueError`` (one reduction).
+
+    Example:
+        >>> import torch
+        >>> check_tensor(torch.ones(2, 3, dtype=torch.long), "x", 3, torch.float32).dtype
+        torch.float32
+        >>> check_tensor(torch.ones(2, 3, dtype=torch.float64), "x", 3, torch.float32)
+        Traceback (most recent call last):
+        ...
+        TypeError: x has dtype torch.float64 but the model computes in torch.float32; convert the data with x.float(), or the model with .double()
+    """
+    if not isinstance(x, torch.Tensor):
+        fix = "; convert it with torch.as_tensor(...)" if isinstance(x, (np.ndarray, list, tuple)) else ""
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}{fix}")
+    check_features(x, features, name)
+    if dtype is not None and x.dtype != dtype:
+        if x.is_complex() or torch.promote_types(x.dtype, dtype) != dtype:
+            raise dtype_error(x, name, dtype, owner)
+        x = x.to(dtype)
+    if finite:
+        check_finite(x, name)
+    return x
+
+
+def progress_bar(iterable, progress: bool = True, desc: str | None = None):
+    """A ``tqdm.auto`` bar over ``iterable`` (a widget in a notebook, text in a terminal).
+
+    ``progress=False`` hides it; so does ``TQDM_DISABLE=1`` in the environment for every bar (the
+    book's HTML build sets it: a saved progress widget would show as an empty box).
+    """
+    from tqdm.auto import tqdm
+    return tqdm(iterable, desc=desc, leave=False) if progress else tqdm(iterable, disable=True)

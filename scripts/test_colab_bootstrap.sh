@@ -73,7 +73,7 @@ find "$TMP/src" -name __pycache__ -prune -exec rm -rf {} +
 say "building the flowbook wheel"
 "$VPY" -m pip wheel -q --no-deps --disable-pip-version-check -w "$TMP/wheel" "$TMP/src" \
   || { echo "FAIL: could not build the flowbook wheel" >&2; exit 2; }
-WHEEL="$(ls "$TMP"/wheel/flowbook-*.whl)"
+WHEEL="$(ls "$TMP"/wheel/flowbook_course-*.whl)"
 say "wheel: $(basename "$WHEEL")"
 
 # --- 3. execute each notebook outside the repository --------------------------------------------
@@ -117,7 +117,7 @@ for nb in "${NOTEBOOKS[@]}"; do
   name="$(basename "$nb")"
   work="$TMP/run/${name%.ipynb}"
   mkdir -p "$work" && cp "$nb" "$work/$name"
-  "$VPY" -m pip uninstall -q -y flowbook >/dev/null 2>&1 || true
+  "$VPY" -m pip uninstall -q -y flowbook-course >/dev/null 2>&1 || true
   say "running $name"
   t0=$(date +%s)
   # PYTHONPATH unset and cwd outside the repo: only the wheel installed by the bootstrap can supply flowbook.

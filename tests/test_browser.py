@@ -49,7 +49,7 @@ def needs_build():
         return True
     built = min((HTML / (p + ".html")).stat().st_mtime if (HTML / (p + ".html")).exists() else 0
                 for p in toc_pages())
-    sources = [source_of(p) for p in toc_pages()] + list((ROOT / "flowbook").glob("*.py"))
+    sources = [source_of(p) for p in toc_pages()] + list((ROOT / "flowbook").rglob("*.py"))
     sources += [ROOT / "_config.yml", ROOT / "_toc.yml"]
     return any(s.stat().st_mtime > built for s in sources)
 
@@ -146,6 +146,63 @@ def test_page(browser, site, page_path):
             hrefs = page.eval_on_selector_all("a[href*='colab.research.google.com']", "els => els.map(e => e.href)")
             expected = f"https://colab.research.google.com/github/{REPO}/blob/main/{page_path}.ipynb"
             assert expected in hrefs, f"Colab link {hrefs} should be {expected}"
+    finally:
+        page.close()
+
+
+def chapter_pages():
+    """The numbered chapters (``book/NN_name``), the pages that must read as a textbook."""
+    return [p for p in toc_pages() if Path(p).name[:2].isdigit()]
+
+
+# Visible code inputs: a folded input (hide-input, hide-cell) sits in a closed <details> and has no box.
+CODE_SHARE = """() => {
+  const article = document.querySelector('article');
+  const inputs = [...article.querySelectorAll('.cell_input')].filter(e => e.offsetParent !== null);
+  const height = inputs.reduce((h, e) => h + e.getBoundingClientRect().height, 0);
+  return {share: height / article.getBoundingClientRect().height,
+          text: inputs.map(e => e.innerText).join('\\n')};
+}"""
+# Anything wider than its box: display math and output lines (their scroll width exceeds the box).
+CLIPPED = """() => {
+  const out = [];
+  for (const e of document.querySelectorAll('article mjx-container[display="true"], article .cell_output pre')) {
+    if (e.offsetParent !== null && e.scrollWidth > e.clientWidth + 2)
+      out.push(e.tagName + ': ' + (e.innerText || '').slice(0, 80));
+  }
+  for (const e of document.querySelectorAll('article table')) {
+    const box = e.closest('.pst-scrollable-table-container, .table-wrapper') || e.parentElement;
+    if (e.offsetParent !== null && e.getBoundingClientRect().width > box.clientWidth + 2)
+      out.push('TABLE: ' + (e.innerText || '').slice(0, 80));
+  }
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("page_path", toc_pages())
+def test_page_shows_no_error_and_nothing_clipped(browser, site, page_path):
+    page, _, _ = open_page(browser, f"{site}/{page_path}.html")
+    try:
+        if page.locator("mjx-container").count():
+            page.evaluate("MathJax.startup.promise")
+        text = page.locator("article").inner_text()
+        assert "Traceback (most recent call last)" not in text and page.locator(
+            "article .output.traceback, article .output.error").count() == 0, "the page shows an error"
+        assert page.evaluate(CLIPPED) == [], "content wider than its box (scrolls or is cut off)"
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("page_path", chapter_pages())
+def test_chapter_reads_as_a_textbook(browser, site, page_path):
+    page, _, _ = open_page(browser, f"{site}/{page_path}.html")
+    try:
+        measured = page.evaluate(CODE_SHARE)
+        assert measured["share"] <= 0.20, f"visible code takes {measured['share']:.0%} of the page (at most 20%)"
+        asserts = [line for line in measured["text"].splitlines() if line.strip().startswith("assert ")]
+        assert not asserts, f"visible assert lines: {asserts[:3]}"
+        headings = page.eval_on_selector_all("article h2", "els => els.map(e => e.innerText)")
+        assert any("What to remember" in h for h in headings), f"no 'What to remember' section in {headings}"
     finally:
         page.close()
 

@@ -32,7 +32,7 @@ def test_digits_split_and_logit_bookkeeping():
     assert dg.x_train.min() >= 0 and dg.x_train.max() <= 16
     y = dg.dequantize(dg.x_test[:8])
     assert (y > 0).all() and (y < 1).all()
-    fb.check_bijection(fb.data.Logit(4), torch.randn(6, 4), atol=1e-9)
+    fb.check_bijection(fb.Logit(4), torch.randn(6, 4), atol=1e-9)
     # A uniform density on the unit cube is 1, so bits/dim on the 17-level scale is log2(17).
     assert math.isclose(dg.bits_per_dim(torch.zeros(10)), math.log2(17))
 
@@ -59,5 +59,5 @@ def test_fit_rejects_bad_data():
         fb.fit(flow, bad, steps=1, progress=False)
     with pytest.raises(ValueError, match="val_data has 1 features"):
         fb.fit(flow, torch.randn(10, 2), val_data=torch.randn(5, 1), steps=1, progress=False)
-    with pytest.raises(ValueError, match="steps and batch_size must be positive"):
+    with pytest.raises(ValueError, match="steps must be a whole number >= 1"):
         fb.fit(flow, torch.randn(10, 2), steps=0, progress=False)

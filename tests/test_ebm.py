@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from flowbook.ebm import BoltzmannMachine, all_states
-from flowbook.rbm import RBM
+from flowbook.energy.boltzmann import BoltzmannMachine, all_states
+from flowbook.energy.rbm import RBM
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +26,7 @@ def test_all_states_enumerates_every_vector_once():
 
 def test_bm_probabilities_normalize_and_match_energy():
     bm = random_bm()
-    s = all_states(bm.n)
+    s = all_states(bm.features)
     p = bm.probs()
     assert torch.allclose(p.sum(), torch.tensor(1.0))
     w, b, t = bm.weight.detach(), bm.bias.detach(), bm.temperature
@@ -37,24 +37,26 @@ def test_bm_probabilities_normalize_and_match_energy():
 
 def test_bm_gibbs_conditional_matches_joint():
     bm = random_bm()
-    s = all_states(bm.n)
+    s = all_states(bm.features)
     p = bm.probs()
     cond = bm.conditional(s).detach()
-    for i in range(bm.n):
+    for i in range(bm.features):
         flipped = s.clone()
         flipped[:, i] = 1 - flipped[:, i]
-        idx = (flipped * 2 ** torch.arange(bm.n)).sum(1).long()  # code of the flipped state
+        idx = (flipped * 2 ** torch.arange(bm.features)).sum(1).long()  # code of the flipped state
         p_one = torch.where(s[:, i] == 1, p, p[idx]) / (p + p[idx])
         assert torch.allclose(cond[:, i], p_one)
 
 
 def test_bm_exact_grad_matches_autograd():
     bm = random_bm()
-    data = (torch.rand(50, bm.n) < 0.4).double()
+    data = (torch.rand(50, bm.features) < 0.4).double()
     bm.log_prob(data).mean().backward()
     g = bm.exact_grad(data)
-    tied = bm.weight.grad + bm.weight.grad.T  # w_ij and w_ji are one parameter
-    assert torch.allclose(g["weight"], tied - torch.diag(torch.diag(tied)))
+    # the parameter is weight_upper (w_ij = w_ji for i < j: one number each); W is built from it
+    assert torch.allclose(g["weight_upper"], bm.weight_upper.grad)
+    i, j = torch.triu_indices(bm.features, bm.features, 1)
+    assert torch.allclose(g["weight"][i, j], bm.weight_upper.grad) and torch.allclose(g["weight"], g["weight"].T)
     assert torch.allclose(g["bias"], bm.bias.grad)
     assert g["weight"].abs().max() > 1e-3  # not trivially zero
 
@@ -83,7 +85,7 @@ def test_bm_rejects_bad_inputs():
         BoltzmannMachine(21).log_partition()
     with pytest.raises(ValueError, match="temperature"):
         BoltzmannMachine(3, temperature=0.0)
-    with pytest.raises(ValueError, match="n must be a positive integer"):
+    with pytest.raises(ValueError, match="features must be a positive integer"):
         BoltzmannMachine(0)
     bm = BoltzmannMachine(3)
     with pytest.raises(ValueError, match="y must be binary"):
@@ -99,7 +101,7 @@ def random_rbm(nv=7, nh=4):
 
 
 def brute_joint(rbm):
-    v, h = all_states(rbm.n_visible), all_states(rbm.n_hidden)
+    v, h = all_states(rbm.features), all_states(rbm.hidden)
     vv = v.repeat_interleave(len(h), 0)
     hh = h.repeat(len(v), 1)
     return v, h, (-rbm.energy(vv, hh)).reshape(len(v), len(h)).detach()
@@ -163,9 +165,9 @@ def test_rbm_cd_and_pcd_training_raise_likelihood():
 def test_rbm_rejects_bad_inputs():
     with pytest.raises(ValueError, match="ais_log_partition"):
         RBM(21, 22).log_partition()
-    with pytest.raises(ValueError, match="n_hidden=21 is too large"):
+    with pytest.raises(ValueError, match="hidden layer's 21 units are too many"):
         RBM(30, 21).log_partition(over="hidden")
-    with pytest.raises(ValueError, match="n_visible must be a positive integer"):
+    with pytest.raises(ValueError, match="features must be a positive integer"):
         RBM(0, 3)
     rbm = RBM(5, 2)
     with pytest.raises(ValueError, match="v must be binary"):

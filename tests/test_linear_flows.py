@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import flowbook as fb
-from flowbook.elementwise import SinhArcsinh
-from flowbook.orthogonal import QRLinear
+from flowbook.transforms.elementwise import SinhArcsinh
+from flowbook.transforms.linear import QRLinear
 from flowbook.plot import grid_points
 from flowbook.timing import loglog_slope, time_call
 
@@ -81,7 +81,7 @@ def test_bad_shapes_raise(make):
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="num_reflections"):
         QRLinear(3, num_reflections=0)
-    with pytest.raises(ValueError, match="dim"):
+    with pytest.raises(ValueError, match="features"):
         SinhArcsinh(0)
 
 

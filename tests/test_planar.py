@@ -9,11 +9,11 @@ import flowbook.plot  # noqa: F401  (grid_points)
 from flowbook.targets import ENERGIES, U1, U2, U3, U4, Bimodal, Wave
 
 
-def _planar(dim, seed, context_dim=None, constrain=True):
+def _planar(dim, seed, context_features=0, constrain=True):
     g = torch.Generator().manual_seed(seed)
     layer = fb.Planar(dim, u=2 * torch.randn(dim, generator=g), w=torch.randn(dim, generator=g),
-                      b=torch.randn((), generator=g).item(), context_dim=context_dim, constrain=constrain)
-    if context_dim is not None:  # non-trivial amortization network (the last layer starts at zero)
+                      b=torch.randn((), generator=g).item(), context_features=context_features, constrain=constrain)
+    if context_features:  # non-trivial amortization network (the last layer starts at zero)
         with torch.no_grad():
             for p in layer.net.parameters():
                 p.copy_(torch.randn(p.shape, generator=g))
@@ -33,7 +33,7 @@ def test_planar_logdet_matches_autograd(dim):
 
 
 def test_amortized_planar_logdet_and_context_dependence():
-    layer = _planar(3, 0, context_dim=2)
+    layer = _planar(3, 0, context_features=2)
     z = torch.randn(16, 3, dtype=torch.float64)
     ctx = torch.randn(16, 2, dtype=torch.float64)
     rep = fb.check_bijection(layer, z, context=ctx, atol=1e-9)
@@ -49,7 +49,7 @@ def test_amortized_planar_logdet_and_context_dependence():
 def test_fresh_amortized_layer_equals_direct_layer():
     fb.seed(0)
     direct = fb.Planar(2)
-    amort = fb.Planar(2, u=direct.u.detach(), w=direct.w.detach(), b=direct.b.item(), context_dim=4)
+    amort = fb.Planar(2, u=direct.u.detach(), w=direct.w.detach(), b=direct.b.item(), context_features=4)
     z, ctx = torch.randn(10, 2), torch.randn(10, 4)
     assert torch.allclose(direct(z)[0], amort(z, ctx)[0], atol=1e-6)
     assert torch.allclose(direct(z)[1], amort(z, ctx)[1], atol=1e-6)
@@ -88,16 +88,16 @@ def test_planar_inverse_raises_helpfully():
 
 
 def test_planar_bad_inputs():
-    with pytest.raises(ValueError, match="dim"):
+    with pytest.raises(ValueError, match="features"):
         fb.Planar(0)
     with pytest.raises(ValueError, match="u must have shape"):
         fb.Planar(2, u=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="features"):
         fb.Planar(2)(torch.randn(4, 3))
     with pytest.raises(ValueError, match="amortized"):
-        fb.Planar(2, context_dim=1)(torch.randn(4, 2))
+        fb.Planar(2, context_features=1)(torch.randn(4, 2))
     with pytest.raises(ValueError, match="rows"):
-        fb.Planar(2, context_dim=1)(torch.randn(4, 2), torch.randn(3, 1))
+        fb.Planar(2, context_features=1)(torch.randn(4, 2), torch.randn(3, 1))
 
 
 @pytest.mark.parametrize("dim", [1, 2, 4])
@@ -189,7 +189,7 @@ def test_fit_reverse_kl_never_calls_inverse_and_checks_args():
 
 def test_amortized_fit_uses_context():
     fb.seed(0)
-    flow = fb.Flow(fb.StandardNormal(2), [fb.Planar(2, context_dim=1, hidden=8) for _ in range(3)])
+    flow = fb.Flow(fb.StandardNormal(2), [fb.Planar(2, context_features=1, hidden=8) for _ in range(3)])
     hist = fb.fit_reverse_kl(flow, Wave(), context=lambda n: 3 * torch.rand(n, 1) - 1.5, steps=150,
                              batch_size=128, lr=0.01, progress=False)
     lo = fb.evaluate_elbo(flow, Wave(), n=4000, context=torch.tensor([-1.5]))

@@ -6,9 +6,9 @@ import torch
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
 import flowbook as fb
-from flowbook.planar import Planar, Radial
-from flowbook.surgery import AggregatedPosterior, elbo_surgery, local_posterior_elbo
-from flowbook.vae import (VAE, BernoulliDecoder, GaussianDecoder, GaussianEncoder, MixturePrior, VampPrior,
+from flowbook.transforms.residual import Planar, Radial
+from flowbook.latent.surgery import AggregatedPosterior, elbo_surgery, local_posterior_elbo
+from flowbook.latent.vae import (VAE, BernoulliDecoder, GaussianDecoder, GaussianEncoder, MixturePrior, VampPrior,
                           gaussian_kl, gaussian_log_prob, posterior_iaf)
 
 from _helpers import randomize
@@ -61,8 +61,8 @@ def test_linear_gaussian_exact_posterior_gives_tight_bound():
     x = evidence.sample((7,))
     log_px = evidence.log_prob(x)
     # with q = p(z|x), log p(x,z) - log q(z|x) = log p(x) for *every* z: zero-variance estimate
-    assert torch.allclose(vae.log_marginal(x, k=1), log_px, atol=1e-9)
-    assert torch.allclose(vae.elbo(x, n_samples=4000).elbo, log_px, atol=0.05)
+    assert torch.allclose(vae.log_marginal(x, n=1), log_px, atol=1e-9)
+    assert torch.allclose(vae.elbo(x, n=4000).elbo, log_px, atol=0.05)
 
 
 def test_linear_gaussian_gap_is_posterior_kl():
@@ -86,22 +86,22 @@ def test_linear_gaussian_gap_is_posterior_kl():
 @pytest.mark.parametrize("kind", ["none", "planar", "radial", "iaf"])
 def test_elbo_terms_add_up(kind):
     if kind == "iaf":
-        flow = randomize(fb.IAF(2, 2, 8, 1, context=4).transform, 0.3)
+        flow = randomize(fb.IAF(2, 2, 8, 1, context_features=4).transform, 0.3)
     else:
-        flow = {"none": None, "planar": fb.Compose(Planar(2, context_dim=4), Planar(2, context_dim=4)),
+        flow = {"none": None, "planar": fb.Compose(Planar(2, context_features=4), Planar(2, context_features=4)),
                 "radial": fb.Compose(Radial(2), Radial(2))}[kind]
         if flow is not None:
             randomize(flow, 0.5)
     vae = small_vae(flow=flow, h=4 if kind in ("planar", "iaf") else 0)
     x = binary()
-    t = vae.elbo(x, n_samples=3)
+    t = vae.elbo(x, n=3)
     assert torch.allclose(t.elbo, t.reconstruction - t.kl, atol=1e-12)
     if kind == "none":  # closed-form KL, no log-det
         assert torch.all(t.log_det == 0)
     else:  # lecture 002's form, with log p evaluated at z_T
         assert torch.allclose(t.elbo, t.reconstruction + t.log_det - (t.log_q0 - t.log_prior), atol=1e-12)
         assert t.log_det.abs().max() > 1e-3
-    assert (vae.log_marginal(x, k=200) >= vae.elbo(x, n_samples=200).elbo - 0.05).all()
+    assert (vae.log_marginal(x, n=200) >= vae.elbo(x, n=200).elbo - 0.05).all()
 
 
 def test_flow_posterior_density_matches_inverse():
@@ -117,7 +117,7 @@ def test_flow_posterior_density_matches_inverse():
 
 @pytest.mark.parametrize("n_layers", [1, 2, 3, 4])
 def test_posterior_iaf_starts_at_identity_and_is_a_valid_flow(n_layers):
-    flow = posterior_iaf(3, n_layers=n_layers, hidden=8, context=4)
+    flow = posterior_iaf(3, n_layers=n_layers, hidden=8, context_features=4)
     z, h = torch.randn(6, 3), torch.randn(6, 4)
     x, ladj = flow(z, h)
     assert torch.equal(x, z) and torch.all(ladj == 0)  # fresh: the identity, not a permutation
@@ -133,26 +133,26 @@ def test_local_posterior_reaches_the_evidence_when_the_family_contains_the_poste
     vae, evidence, W, b, s, S = linear_gaussian()
     randomize(vae.encoder, 0.3)
     x = evidence.sample((4,))
-    before = vae.elbo(x, n_samples=4000).elbo.detach()
-    local = local_posterior_elbo(vae, x, steps=400, n_samples=16, lr=5e-2, eval_samples=4000)
+    before = vae.elbo(x, n=4000).elbo.detach()
+    local = local_posterior_elbo(vae, x, steps=400, n=16, lr=5e-2, eval_n=4000)
     log_px = evidence.log_prob(x)
     # the exact posterior is a diagonal Gaussian: the approximation gap is 0, so the optimum is log p(x)
     assert (local <= log_px + 0.02).all() and (log_px - local < 0.06).all()
     assert (log_px - local < 0.01 * (log_px - before)).all()             # > 99% of the initial gap closed
     assert all(p.grad is None for p in vae.parameters())                   # the model was not touched
-    flow = posterior_iaf(2, context=8)
-    with_flow = local_posterior_elbo(vae, x, flow=flow, steps=50, eval_samples=100)
+    flow = posterior_iaf(2, context_features=8)
+    with_flow = local_posterior_elbo(vae, x, flow=flow, steps=50, eval_n=100)
     assert with_flow.shape == (4,) and (with_flow <= log_px + 0.05).all()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in flow.parameters())
 
 
 def test_surgery_decomposition_and_bounds():
     vae, x = small_vae(), binary(60)
-    s = elbo_surgery(vae, x, n_samples=64)
+    s = elbo_surgery(vae, x, n=64)
     assert abs(s.avg_kl - s.mutual_info - s.marginal_kl) < 1e-10
     assert abs(s.avg_kl - s.avg_kl_exact) < 5 * s.stderr["avg_kl"] + 1e-9
     assert 0 <= s.mutual_info <= math.log(60) and s.marginal_kl >= 0
-    ref = vae.elbo(x, n_samples=64).elbo.mean().item()
+    ref = vae.elbo(x, n=64).elbo.mean().item()
     assert abs(s.elbo - ref) < 5 * (s.stderr["elbo"] + 0.01)
 
 
@@ -177,11 +177,11 @@ def test_surgery_extreme_cases():
 
 def test_learned_prior_fit_reduces_marginal_kl():
     vae, x = small_vae(), binary(80)
-    before = elbo_surgery(vae, x, n_samples=16)
+    before = elbo_surgery(vae, x, n=16)
     prior = MixturePrior(2, k=8)
     fb.fit(prior, AggregatedPosterior(vae, x).sample(4000), steps=300, lr=2e-2, progress=False)
     vae.prior = prior
-    after = elbo_surgery(vae, x, n_samples=16)
+    after = elbo_surgery(vae, x, n=16)
     assert after.avg_kl_exact is None
     assert after.marginal_kl < before.marginal_kl - 0.02
     assert after.elbo > before.elbo + 0.02
@@ -192,23 +192,23 @@ def test_conditional_vae_and_fit_improves_elbo():
     enc = GaussianEncoder(6, 2, hidden=16, context_features=3)
     vae = VAE(enc, BernoulliDecoder(2, 6, hidden=16, context_features=3))
     x, y = binary(64), torch.nn.functional.one_hot(torch.randint(3, (64,)), 3).double()
-    before = vae.elbo(x, y, n_samples=20).elbo.mean()
+    before = vae.elbo(x, y, n=20).elbo.mean()
     fb.fit(vae, x, context=y, steps=150, batch_size=64, lr=1e-2, progress=False)
-    assert vae.elbo(x, y, n_samples=20).elbo.mean() > before + 0.2
+    assert vae.elbo(x, y, n=20).elbo.mean() > before + 0.2
     assert vae.sample(4, context=y[:1]).shape == (4, 6)
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="latent dim"):
+    with pytest.raises(ValueError, match="expected latent="):
         small_vae(flow=Radial(3))
-    with pytest.raises(ValueError, match="latent dim"):
+    with pytest.raises(ValueError, match="expected latent="):
         small_vae(prior=fb.StandardNormal(3))
     with pytest.raises(TypeError, match="Bijection"):
         small_vae(flow=torch.nn.Linear(2, 2))
     vae = small_vae()
     with pytest.raises(ValueError, match="expected 6"):
         vae.elbo(torch.zeros(3, 5))
-    with pytest.raises(ValueError, match="n_samples"):
-        elbo_surgery(vae, binary(), n_samples=1)
+    with pytest.raises(ValueError, match="samples per data point"):
+        elbo_surgery(vae, binary(), n=1)
     with pytest.raises(NotImplementedError, match="Gaussian posterior"):
         AggregatedPosterior(small_vae(flow=Radial(2)), binary())

@@ -28,12 +28,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .autoregressive import MaskedAffineAutoregressive
-from .core import Bijection, Compose, Flow
-from .distributions import StandardNormal
-from .linear import ReversePermutation
-from .nets import mlp
-from .utils import check_dim, check_features
+from ..core import Bijection, Compose, Flow
+from ..distributions import StandardNormal
+from ..nn import mlp
+from ..transforms.autoregressive import MaskedAffineAutoregressive
+from ..transforms.linear import ReversePermutation
+from ..utils import check_count, check_dim, check_features, check_tensor, model_dtype
 
 __all__ = ["GaussianEncoder", "BernoulliDecoder", "GaussianDecoder", "MixturePrior", "VampPrior",
            "ELBOTerms", "VAE", "gaussian_log_prob", "gaussian_kl", "mixture_log_prob", "mixture_sample", "posterior_iaf"]
@@ -66,7 +66,8 @@ def _cat(x, context):
     return x if context is None else torch.cat([x, context], -1)
 
 
-def posterior_iaf(latent: int, n_layers: int = 2, hidden: int = 32, depth: int = 1, context: int = 16) -> Compose:
+def posterior_iaf(latent: int, n_layers: int = 2, hidden: int = 32, depth: int = 1,
+                  context_features: int = 16) -> Compose:
     """An IAF posterior flow ``z_0 -> z_T`` conditioned on ``h(x)`` that is the identity when fresh.
 
     Reversals go between the IAF layers (each layer's first feature gets only a constant affine
@@ -77,14 +78,13 @@ def posterior_iaf(latent: int, n_layers: int = 2, hidden: int = 32, depth: int =
     Example:
         >>> import torch, flowbook
         >>> z = torch.randn(4, 2)
-        >>> from flowbook.vae import posterior_iaf
-        >>> torch.equal(posterior_iaf(2, context=3)(z, torch.randn(4, 3))[0], z)
+        >>> torch.equal(flowbook.posterior_iaf(2, context_features=3)(z, torch.randn(4, 3))[0], z)
         True
     """
     layers = []
     for i in range(check_dim(n_layers, "n_layers")):
         layers += [ReversePermutation(latent)] if i else []
-        layers.append(MaskedAffineAutoregressive(latent, hidden, depth, context, mode="iaf"))
+        layers.append(MaskedAffineAutoregressive(latent, hidden, depth, context_features, mode="iaf"))
     if n_layers % 2 == 0:  # n_layers - 1 reversals so far: make it even
         layers.append(ReversePermutation(latent))
     return Compose(*layers)
@@ -100,16 +100,16 @@ class GaussianEncoder(nn.Module):
         [2, 2, 8]
     """
 
-    def __init__(self, in_features: int, latent: int, hidden: int = 128, depth: int = 2,
+    def __init__(self, features: int, latent: int, hidden: int = 128, depth: int = 2,
                  context_features: int = 0, h_features: int = 0):
         super().__init__()
-        self.in_features, self.latent = check_dim(in_features, "in_features"), check_dim(latent, "latent")
+        self.features, self.latent = check_dim(features, "features"), check_dim(latent, "latent")
         self.context_features, self.h_features = int(context_features), int(h_features)
-        self.net = mlp(self.in_features + self.context_features, 2 * self.latent + self.h_features,
-                       hidden, depth, zero_init_last=False)
+        self.net = mlp(self.features + self.context_features, 2 * self.latent + self.h_features,
+                       hidden, depth, zero_init=False)
 
     def forward(self, x, context=None):
-        check_features(x, self.in_features, "x")
+        check_features(x, self.features, "x")
         out = self.net(_cat(x, context))
         mu, log_sigma, h = out.split([self.latent, self.latent, self.h_features], -1)
         return mu, log_sigma.clamp(-8.0, 4.0), (h if self.h_features else None)
@@ -118,14 +118,19 @@ class GaussianEncoder(nn.Module):
 class BernoulliDecoder(nn.Module):
     r"""``z (+ context) -> logits``; :math:`\log p(x|z) = \sum_d x_d\log\pi_d + (1-x_d)\log(1-\pi_d)` for binary x."""
 
-    def __init__(self, latent: int, out_features: int, hidden: int = 128, depth: int = 2,
+    def __init__(self, latent: int, features: int, hidden: int = 128, depth: int = 2,
                  context_features: int = 0):
         super().__init__()
-        self.latent, self.out_features = check_dim(latent, "latent"), check_dim(out_features, "out_features")
-        self.net = mlp(self.latent + int(context_features), self.out_features, hidden, depth,
-                       zero_init_last=False)
+        self.latent, self.features = check_dim(latent, "latent"), check_dim(features, "features")
+        self.net = mlp(self.latent + int(context_features), self.features, hidden, depth,
+                       zero_init=False)
 
     def log_prob(self, x, z, context=None):
+        r""":math:`\log p(x|z)` of binary rows ``x``; any other value raises ``ValueError`` (not a probability)."""
+        if not ((x == 0) | (x == 1)).all():
+            raise ValueError(f"BernoulliDecoder: x must be binary (entries 0 or 1), the support of a Bernoulli "
+                             f"likelihood, got values from {x.min().item():g} to {x.max().item():g}; binarize it "
+                             "(e.g. (x > 8).float() for the 0..16 digits) or use a GaussianDecoder")
         return -F.binary_cross_entropy_with_logits(self.net(_cat(z, context)), x, reduction="none").sum(-1)
 
     def mean(self, z, context=None):
@@ -139,13 +144,13 @@ class GaussianDecoder(nn.Module):
     ``s = sigma`` fixed.
     """
 
-    def __init__(self, latent: int, out_features: int, hidden: int = 128, depth: int = 2,
+    def __init__(self, latent: int, features: int, hidden: int = 128, depth: int = 2,
                  context_features: int = 0, sigma: float = 1.0, learn_sigma: bool = True):
         super().__init__()
-        self.latent, self.out_features = check_dim(latent, "latent"), check_dim(out_features, "out_features")
-        self.net = mlp(self.latent + int(context_features), self.out_features, hidden, depth,
-                       zero_init_last=False)
-        log_s = torch.full((self.out_features,), math.log(sigma))
+        self.latent, self.features = check_dim(latent, "latent"), check_dim(features, "features")
+        self.net = mlp(self.latent + int(context_features), self.features, hidden, depth,
+                       zero_init=False)
+        log_s = torch.full((self.features,), math.log(sigma))
         if learn_sigma:
             self.log_sigma = nn.Parameter(log_s)
         else:
@@ -171,22 +176,22 @@ class MixturePrior(nn.Module):
         torch.Size([3])
     """
 
-    def __init__(self, dim: int, k: int = 10, init_scale: float = 0.1):
+    def __init__(self, features: int, k: int = 10, init_scale: float = 0.1):
         super().__init__()
-        self.dim, self.k = check_dim(dim), check_dim(k, "k")
-        self.means = nn.Parameter(init_scale * torch.randn(self.k, self.dim))
-        self.log_std = nn.Parameter(torch.zeros(self.k, self.dim))
+        self.features, self.k = check_dim(features), check_dim(k, "k")
+        self.means = nn.Parameter(init_scale * torch.randn(self.k, self.features))
+        self.log_std = nn.Parameter(torch.zeros(self.k, self.features))
         self.logits = nn.Parameter(torch.zeros(self.k))
 
     def log_prob(self, z, context=None):  # context is ignored; accepted so flowbook.fit can train it
-        check_features(z, self.dim, "z")
+        check_features(z, self.features, "z")
         comp = gaussian_log_prob(z.unsqueeze(1), self.means, self.log_std)  # (batch, k)
         return torch.logsumexp(comp + F.log_softmax(self.logits, 0), 1)
 
     def sample(self, n: int):
         with torch.no_grad():
             k = torch.multinomial(F.softmax(self.logits, 0), n, replacement=True)
-            return self.means[k] + self.log_std[k].exp() * torch.randn(n, self.dim, device=self.means.device,
+            return self.means[k] + self.log_std[k].exp() * torch.randn(n, self.features, device=self.means.device,
                                                                         dtype=self.means.dtype)
 
 
@@ -199,11 +204,11 @@ class VampPrior(nn.Module):
 
     def __init__(self, encoder: GaussianEncoder, pseudo_inputs: torch.Tensor):
         super().__init__()
-        self.encoder, self.dim = encoder, encoder.latent
+        self.encoder, self.features = encoder, encoder.latent
         self.pseudo_inputs = nn.Parameter(pseudo_inputs.detach().clone())
 
     def log_prob(self, z, context=None):  # context is ignored; accepted so flowbook.fit can train it
-        check_features(z, self.dim, "z")
+        check_features(z, self.features, "z")
         mu, log_sigma, _ = self.encoder(self.pseudo_inputs)
         return mixture_log_prob(z, mu, log_sigma)
 
@@ -241,11 +246,12 @@ class VAE(nn.Module):
     Args:
         encoder: a ``GaussianEncoder`` (its ``h_features`` feed the flow's context).
         decoder: a ``BernoulliDecoder`` or ``GaussianDecoder``.
-        prior: anything with ``dim``, ``log_prob(z)`` and ``sample(n)``; default ``StandardNormal``.
+        prior: anything with ``features``, ``log_prob(z)`` and ``sample(n)``; default ``StandardNormal``.
         flow: optional ``Bijection`` (or ``Flow``, whose ``transform`` is used) applied as
             ``z_T, log_det = flow(z_0, context=h(x))``.
-        context_features: size of the conditioning input ``y`` of a conditional VAE; ``y`` is then
-            passed as ``context`` and fed to both encoder and decoder.
+
+    A conditional VAE is built from an encoder and a decoder that take ``context_features``; the
+    condition ``y`` is then passed as ``context`` to ``elbo``, ``log_prob`` and ``sample``.
 
     ``log_prob(x)`` returns the one-sample ELBO (a stochastic *lower bound*, not the exact
     log-likelihood); it exists so that ``flowbook.fit(vae, x)`` maximizes the ELBO.
@@ -262,20 +268,25 @@ class VAE(nn.Module):
                  flow=None):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
-        self.latent, self.dim = encoder.latent, encoder.in_features
+        self.latent, self.features = encoder.latent, encoder.features
         self.prior = prior if prior is not None else StandardNormal(self.latent)
         if isinstance(flow, Flow):
             flow = flow.transform
         if flow is not None and not isinstance(flow, Bijection):
             raise TypeError(f"flow must be a flowbook.Bijection or Flow, got {type(flow).__name__}")
-        if flow is not None and flow.dim not in (None, self.latent):
-            raise ValueError(f"flow works on {flow.dim} features, expected the latent dim {self.latent}")
-        if getattr(self.prior, "dim", self.latent) != self.latent:
-            raise ValueError(f"prior has dim {self.prior.dim}, expected the latent dim {self.latent}")
+        if flow is not None and flow.features not in (None, self.latent):
+            raise ValueError(f"flow works on {flow.features} features, expected latent={self.latent}")
+        if getattr(self.prior, "features", self.latent) != self.latent:
+            raise ValueError(f"prior has {self.prior.features} features, expected latent={self.latent}")
         self.flow = flow
 
     def posterior_sample(self, x, context=None, n: int = 1):
-        """``n`` reparameterized draws per row: ``(z_T, log_q0(z_0), log_det)``, rows repeated ``n`` times."""
+        r"""``n`` reparameterized draws per row of ``x`` (rows repeated ``n`` times).
+
+        Returns ``(z_T, log_q0, log_det, (mu, log_sigma))``: the posterior sample, the base
+        density :math:`\log q_0(z_0|x)` of its starting point, the flow's log-det (0 without a
+        flow), and the encoder's Gaussian parameters.
+        """
         mu, log_sigma, h = self.encoder(x, context)
         if n > 1:
             mu, log_sigma = mu.repeat_interleave(n, 0), log_sigma.repeat_interleave(n, 0)
@@ -288,19 +299,34 @@ class VAE(nn.Module):
             z, log_det = self.flow(z, h)
         return z, log_q0, log_det, (mu, log_sigma)
 
-    def elbo(self, x, context=None, n_samples: int = 1) -> ELBOTerms:
-        """The ELBO of each row of ``x`` and its named terms, averaged over ``n_samples`` draws."""
-        check_features(x, self.dim, "x")
-        z, log_q0, log_det, (mu, log_sigma) = self.posterior_sample(x, context, n_samples)
-        xr = x.repeat_interleave(n_samples, 0) if n_samples > 1 else x
-        cr = None if context is None else context.repeat_interleave(n_samples, 0) if n_samples > 1 else context
+    def _data(self, x, context):
+        """``x`` and ``context`` checked where they enter, converted to the model's dtype when exact."""
+        dtype = model_dtype(self)
+        x = check_tensor(x, "x", self.features, dtype, owner="the VAE")
+        if context is not None:
+            context = check_tensor(context, "context", None, dtype, owner="the VAE")
+            if len(context) != len(x):
+                raise ValueError(f"context has {len(context)} rows, expected {len(x)}: one per row of x")
+        return x, context
+
+    def elbo(self, x, context=None, n: int = 1) -> ELBOTerms:
+        """The ELBO of each row of ``x`` and its named terms, averaged over ``n`` posterior draws.
+
+        ``x`` is checked where it enters (finite, ``(batch, features)``, converted to the model's dtype
+        when exact, else ``TypeError``; binary for a ``BernoulliDecoder``); ``n`` is a count >= 1.
+        """
+        x, context = self._data(x, context)
+        n = check_count(n, "n", 1)
+        z, log_q0, log_det, (mu, log_sigma) = self.posterior_sample(x, context, n)
+        xr = x.repeat_interleave(n, 0) if n > 1 else x
+        cr = None if context is None else context.repeat_interleave(n, 0) if n > 1 else context
         rec = self.decoder.log_prob(xr, z, cr)
         log_prior = self.prior.log_prob(z)
         if self.flow is None and isinstance(self.prior, StandardNormal):
             kl = gaussian_kl(mu, log_sigma)  # exact: no Monte Carlo noise in this term
         else:
             kl = log_q0 - log_det - log_prior
-        avg = lambda t: t.reshape(len(x), n_samples).mean(1)
+        avg = lambda t: t.reshape(len(x), n).mean(1)
         return ELBOTerms(avg(rec - kl), avg(rec), avg(kl), avg(log_det), avg(log_q0), avg(log_prior))
 
     def log_prob(self, x, context=None):
@@ -308,18 +334,20 @@ class VAE(nn.Module):
         return self.elbo(x, context).elbo
 
     @torch.no_grad()
-    def log_marginal(self, x, context=None, k: int = 100):
-        r"""Importance-weighted estimate :math:`\log\frac1k\sum_j p(x, z_j)/q(z_j|x)`, ``z_j ~ q``.
+    def log_marginal(self, x, context=None, n: int = 100):
+        r"""Importance-weighted estimate :math:`\log\frac1n\sum_j p(x, z_j)/q(z_j|x)`, ``z_j ~ q``.
 
-        A lower bound on :math:`\log p(x)` that tightens as ``k`` grows; with ``k=1`` it is the ELBO.
+        A lower bound on :math:`\log p(x)` that tightens as ``n`` grows; with ``n=1`` it is the ELBO.
         """
-        z, log_q0, log_det, _ = self.posterior_sample(x, context, k)
-        xr, cr = x.repeat_interleave(k, 0), None if context is None else context.repeat_interleave(k, 0)
+        x, context = self._data(x, context)
+        n = check_count(n, "n", 1)
+        z, log_q0, log_det, _ = self.posterior_sample(x, context, n)
+        xr, cr = x.repeat_interleave(n, 0), None if context is None else context.repeat_interleave(n, 0)
         log_w = self.decoder.log_prob(xr, z, cr) + self.prior.log_prob(z) - (log_q0 - log_det)
-        return torch.logsumexp(log_w.reshape(len(x), k), 1) - math.log(k)
+        return torch.logsumexp(log_w.reshape(len(x), n), 1) - math.log(n)
 
     @torch.no_grad()
     def sample(self, n: int, context=None):
         """Decoder means at ``n`` prior draws (images look better as means than as Bernoulli noise)."""
-        z = self.prior.sample(n)
+        z = self.prior.sample(check_count(n, "n"))
         return self.decoder.mean(z, None if context is None else context.expand(n, -1))

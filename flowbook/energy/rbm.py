@@ -18,18 +18,17 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from .ebm import MAX_ENUM, bernoulli, check_binary, state_chunks
-from .utils import check_dim
+from ..utils import check_count, check_dim, check_positive, progress_bar
+from .boltzmann import MAX_ENUM, bernoulli, check_binary, state_chunks
 
 __all__ = ["RBM"]
 
 
 class RBM(nn.Module):
-    r"""Restricted Boltzmann machine with ``n_visible`` visible and ``n_hidden`` hidden units.
+    r"""Restricted Boltzmann machine with ``features`` visible and ``hidden`` hidden units.
 
-    Parameters: ``weight`` (n_visible, n_hidden), ``visible_bias`` b, ``hidden_bias`` c.
+    Parameters: ``weight`` (features, hidden), ``visible_bias`` b, ``hidden_bias`` c.
 
     Example:
         >>> import torch, flowbook
@@ -42,14 +41,14 @@ class RBM(nn.Module):
         True
     """
 
-    def __init__(self, n_visible: int, n_hidden: int):
+    def __init__(self, features: int, hidden: int):
         super().__init__()
-        self.n_visible = check_dim(n_visible, "n_visible")
-        self.n_hidden = check_dim(n_hidden, "n_hidden")
+        self.features = check_dim(features, "features")
+        self.hidden = check_dim(hidden, "hidden")
         # small random weights break the symmetry between hidden units (zero stays zero under CD)
-        self.weight = nn.Parameter(0.01 * torch.randn(self.n_visible, self.n_hidden))
-        self.visible_bias = nn.Parameter(torch.zeros(self.n_visible))
-        self.hidden_bias = nn.Parameter(torch.zeros(self.n_hidden))
+        self.weight = nn.Parameter(0.01 * torch.randn(self.features, self.hidden))
+        self.visible_bias = nn.Parameter(torch.zeros(self.features))
+        self.hidden_bias = nn.Parameter(torch.zeros(self.hidden))
 
     @torch.no_grad()
     def randomize(self, scale: float = 0.1, generator: torch.Generator | None = None):
@@ -65,49 +64,47 @@ class RBM(nn.Module):
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
         """:math:`F(v) = -\\log \\sum_h e^{-E(v,h)}`, shape ``(batch,)``."""
-        check_binary(v, self.n_visible, "v")
+        v = check_binary(v, self.features, "v", self.weight.dtype)
         return -v @ self.visible_bias - F.softplus(v @ self.weight + self.hidden_bias).sum(1)
 
     def p_h(self, v: torch.Tensor) -> torch.Tensor:
-        """:math:`P(h_j = 1 \\mid v)` for every hidden unit, shape ``(batch, n_hidden)``."""
+        """:math:`P(h_j = 1 \\mid v)` for every hidden unit, shape ``(batch, hidden)``."""
         return torch.sigmoid(v @ self.weight + self.hidden_bias)
 
     def p_v(self, h: torch.Tensor) -> torch.Tensor:
-        """:math:`P(v_i = 1 \\mid h)` for every visible unit, shape ``(batch, n_visible)``."""
+        """:math:`P(v_i = 1 \\mid h)` for every visible unit, shape ``(batch, features)``."""
         return torch.sigmoid(h @ self.weight.T + self.visible_bias)
 
     @torch.no_grad()
     def gibbs(self, v: torch.Tensor, steps: int = 1, generator=None) -> torch.Tensor:
         """``steps`` rounds of block Gibbs sampling v -> h -> v, from the rows of ``v``."""
-        check_binary(v, self.n_visible, "v")
-        if steps < 0:
-            raise ValueError(f"steps must be >= 0, got {steps}")
-        for _ in range(steps):
+        v = check_binary(v, self.features, "v", self.weight.dtype)
+        for _ in range(check_count(steps, "steps")):
             v = bernoulli(self.p_v(bernoulli(self.p_h(v), generator)), generator)
         return v
 
     @torch.no_grad()
-    def sample(self, num: int, steps: int = 1000, generator=None) -> torch.Tensor:
-        """``num`` approximate samples: ``steps`` block-Gibbs rounds from uniform random v."""
-        v0 = bernoulli(self.weight.new_full((num, self.n_visible), 0.5), generator)
+    def sample(self, n: int, steps: int = 1000, generator=None) -> torch.Tensor:
+        """``n`` approximate samples: ``steps`` block-Gibbs rounds from uniform random v."""
+        v0 = bernoulli(self.weight.new_full((check_count(n, "n"), self.features), 0.5), generator)
         return self.gibbs(v0, steps, generator)
 
     # -- exact normalization -------------------------------------------------------------------
     def _smaller(self, over: str | None) -> str:
         if over is None:
-            over = "hidden" if self.n_hidden <= self.n_visible else "visible"
+            over = "hidden" if self.hidden <= self.features else "visible"
         if over not in ("hidden", "visible"):
             raise ValueError(f"over must be 'hidden', 'visible' or None, got {over!r}")
-        n = self.n_hidden if over == "hidden" else self.n_visible
+        n = self.hidden if over == "hidden" else self.features
         if n > MAX_ENUM:
-            raise ValueError(f"n_{over}={n} is too large to sum over its 2^{n} states "
+            raise ValueError(f"the {over} layer's {n} units are too many to sum over its 2^{n} states "
                              f"(exact log Z needs a layer with <= {MAX_ENUM} units); "
                              "use ais_log_partition() for an estimate")
         return over
 
     def _enumerate(self, over):
         """Yield (states of layer ``over``, their unnormalized log-marginal, E[other layer | states])."""
-        for s in state_chunks(self.n_hidden if over == "hidden" else self.n_visible, self.weight):
+        for s in state_chunks(self.hidden if over == "hidden" else self.features, self.weight):
             if over == "hidden":
                 a = s @ self.weight.T + self.visible_bias
                 yield s, s @ self.hidden_bias + F.softplus(a).sum(1), torch.sigmoid(a)
@@ -126,7 +123,7 @@ class RBM(nn.Module):
     @torch.no_grad()
     def exact_grad(self, data: torch.Tensor) -> dict:
         """Exact mean log-likelihood gradient: <v h^T>_data - <v h^T>_model (and the biases)."""
-        check_binary(data, self.n_visible, "data")
+        data = check_binary(data, self.features, "data", self.weight.dtype)
         over = self._smaller(None)
         log_z = self.log_partition(over)
         vh, ev, eh = self.weight.new_zeros(self.weight.shape), 0.0, 0.0
@@ -147,7 +144,8 @@ class RBM(nn.Module):
         Positive phase: <v P(h|v)^T> over the data. Negative phase: the same after ``k`` block
         Gibbs steps started at the data (CD) or at the persistent ``chains`` (PCD).
         """
-        check_binary(data, self.n_visible, "data")
+        data = check_binary(data, self.features, "data", self.weight.dtype)
+        k = check_count(k, "k", 1)
         neg = self.gibbs(data if chains is None else chains, k, generator)
         ph, nh = self.p_h(data), self.p_h(neg)
         return {"weight": data.T @ ph / len(data) - neg.T @ nh / len(neg),
@@ -162,14 +160,16 @@ class RBM(nn.Module):
         step. The returned per-step mean squared error of a one-step reconstruction is only a
         rough progress signal: it is not the likelihood, which CD never computes.
         """
-        check_binary(data, self.n_visible, "data")
-        if steps <= 0 or batch_size <= 0 or k <= 0:
-            raise ValueError(f"steps, batch_size and k must be positive, got {steps}, {batch_size}, {k}")
+        data = check_binary(data, self.features, "data", self.weight.dtype)
+        steps, batch_size = check_count(steps, "steps", 1), check_count(batch_size, "batch_size", 1)
+        k, lr = check_count(k, "k", 1), check_positive(lr, "lr")
+        if len(data) == 0:
+            raise ValueError("data is empty; expected at least one row")
         data = data.to(self.weight)
         opt = torch.optim.Adam(self.parameters(), lr=lr)
         chains = self.sample(batch_size, steps=0, generator=generator) if persistent else None
         errors = []
-        bar = tqdm(range(steps), disable=not progress, desc="PCD" if persistent else f"CD-{k}", leave=False)
+        bar = progress_bar(range(steps), progress, "PCD" if persistent else f"CD-{k}")
         for step in bar:
             batch = data[torch.randint(len(data), (batch_size,), generator=generator).to(data.device)]
             g = self.cd_grad(batch, k, chains, generator)
@@ -192,8 +192,13 @@ class RBM(nn.Module):
         uniform), :math:`\log Z_0 = \sum_i \operatorname{softplus}(b^0_i) + n_h \log 2`, to this
         RBM through the parameters scaled by :math:`\beta \in [0, 1]`, one block-Gibbs step per
         :math:`\beta`. The estimate of Z is unbiased, so the one of log Z is biased low on average.
+        ``betas >= 2`` (the path needs its two ends: with one temperature nothing is annealed and
+        the base model's log Z would come back with a standard error of 0) and ``chains >= 2``.
         """
-        base = self.visible_bias.new_zeros(self.n_visible) if base_bias is None else base_bias.to(self.weight)
+        chains, betas = check_count(chains, "chains", 2), check_count(betas, "betas", 2)
+        if base_bias is not None and getattr(base_bias, "shape", None) != (self.features,):
+            raise ValueError(f"base_bias must have shape ({self.features},), got {getattr(base_bias, 'shape', base_bias)}")
+        base = self.visible_bias.new_zeros(self.features) if base_bias is None else base_bias.to(self.weight)
         bs = torch.linspace(0, 1, betas, dtype=self.weight.dtype)
         v = bernoulli(torch.sigmoid(base).expand(chains, -1).contiguous(), generator)
         log_w = self.weight.new_zeros(chains)
@@ -201,7 +206,7 @@ class RBM(nn.Module):
             log_w += self._log_pstar_rows(v, b1, base) - self._log_pstar_rows(v, b0, base)
             h = bernoulli(torch.sigmoid(b1 * (v @ self.weight + self.hidden_bias)), generator)
             v = bernoulli(torch.sigmoid((1 - b1) * base + b1 * (h @ self.weight.T + self.visible_bias)), generator)
-        log_z0 = F.softplus(base).sum() + self.n_hidden * math.log(2)
+        log_z0 = F.softplus(base).sum() + self.hidden * math.log(2)
         est = torch.logsumexp(log_w, 0) - math.log(chains) + log_z0
         # delta-method standard error of log(mean w)
         w = (log_w - log_w.max()).exp()

@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import Bijection
-from .nets import mlp
-from .utils import check_dim, check_features
+from ..core import Bijection
+from ..nn import mlp
+from ..utils import check_dim, check_features
 
 __all__ = ["Planar", "Radial"]
 
@@ -51,6 +51,8 @@ def _vector(value, dim, name, default):
     v = default if value is None else torch.as_tensor(value, dtype=torch.get_default_dtype())
     if v.shape != (dim,):
         raise ValueError(f"{name} must have shape ({dim},), got {tuple(v.shape)}")
+    if not torch.isfinite(v).all():
+        raise ValueError(f"{name} must hold finite numbers, got {v.tolist()}")
     return v.clone()
 
 
@@ -58,10 +60,10 @@ class Planar(Bijection):
     r"""Planar layer :math:`x = z + \hat u \tanh(w^\top z + b)`, direct or amortized.
 
     Args:
-        dim: number of features D.
+        features: number of features D.
         u, w, b: optional initial raw parameters (default: small random ``u``, ``w`` of norm
             about 1, ``b = 0``).
-        context_dim: if given, the layer is *amortized*: a small network of the conditioning
+        context_features: if > 0, the layer is *amortized*: a small network of the conditioning
             input adds a per-row offset to the raw ``(u, w, b)``. Its last layer starts at zero,
             so a fresh amortized layer equals the direct layer with the same raw parameters.
         hidden: width of that network.
@@ -79,28 +81,33 @@ class Planar(Bijection):
         True
     """
 
-    def __init__(self, dim: int, u=None, w=None, b=None, context_dim: int | None = None,
+    def __init__(self, features: int, u=None, w=None, b=None, context_features: int = 0,
                  hidden: int = 32, constrain: bool = True):
         super().__init__()
-        self.dim = d = check_dim(dim)
+        self.features = d = check_dim(features)
         self.u = nn.Parameter(_vector(u, d, "u", 0.1 * torch.randn(d) / math.sqrt(d)))
         self.w = nn.Parameter(_vector(w, d, "w", torch.randn(d) / math.sqrt(d)))
         self.b = nn.Parameter(torch.as_tensor(0.0 if b is None else float(b)))
         self.constrain = constrain
-        self.context_dim = None if context_dim is None else check_dim(context_dim, "context_dim")
-        if self.context_dim is not None:
+        self.context_features = 0 if not context_features else check_dim(context_features, "context_features")
+        if self.context_features:
             # zero last layer: (u, w, b) start at the shared ones for every context
-            self.net = mlp(self.context_dim, 2 * d + 1, hidden, depth=1, activation=nn.Tanh)
+            self.net = mlp(self.context_features, 2 * d + 1, hidden, depth=1, activation=nn.Tanh)
 
     @staticmethod
     def constrain_u(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         r""":math:`\hat u = u + (m(w^\top u) - w^\top u)\, w/\lVert w\rVert^2`, so :math:`w^\top\hat u > -1`.
 
-        Works on ``(D,)`` or ``(batch, D)`` tensors.
+        Works on ``(D,)`` or ``(batch, D)`` tensors. Where ``w = 0`` the layer is the translation
+        :math:`z + u\tanh(b)`, invertible for every ``u``, and ``u`` is returned unchanged (no 0/0).
         """
         wu = (w * u).sum(-1, keepdim=True)
         m = -1 + F.softplus(wu)
-        return u + (m - wu) * w / w.pow(2).sum(-1, keepdim=True)
+        # w = 0 makes the layer the translation z + u tanh(b), invertible for every u: keep u there
+        # (the double where keeps the gradient finite instead of dividing by |w|^2 = 0).
+        norm2 = w.pow(2).sum(-1, keepdim=True)
+        nonzero = norm2 > 0
+        return torch.where(nonzero, u + (m - wu) * w / torch.where(nonzero, norm2, 1.0), u)
 
     def u_hat(self) -> torch.Tensor:
         """The vector ``u`` the direct layer actually uses (constrained unless ``constrain=False``)."""
@@ -109,14 +116,14 @@ class Planar(Bijection):
     def parameters_for(self, context=None, n: int = 1):
         """``(u_hat, w, b)`` with shapes ``(n or 1, D), (n or 1, D), (n or 1, 1)``, per context row."""
         u, w, b = self.u.unsqueeze(0), self.w.unsqueeze(0), self.b.reshape(1, 1)
-        if self.context_dim is not None:
+        if self.context_features:
             if context is None:
-                raise ValueError(f"this Planar layer is amortized (context_dim={self.context_dim}): "
-                                 f"pass context of shape (batch, {self.context_dim})")
-            check_features(context, self.context_dim, "context")
+                raise ValueError(f"this Planar layer is amortized (context_features={self.context_features}): "
+                                 f"pass context of shape (batch, {self.context_features})")
+            check_features(context, self.context_features, "context")
             if context.shape[0] != n:
                 raise ValueError(f"context has {context.shape[0]} rows, expected {n} (one per row of z)")
-            d = self.dim
+            d = self.features
             out = self.net(context)
             u, w, b = u + out[:, :d], w + out[:, d:2 * d], b + out[:, 2 * d:]
         if self.constrain:
@@ -139,8 +146,8 @@ class Planar(Bijection):
         )
 
     def extra_repr(self):
-        amortized = "" if self.context_dim is None else f", context_dim={self.context_dim}"
-        return f"dim={self.dim}{amortized}, constrain={self.constrain}"
+        amortized = f", context_features={self.context_features}" if self.context_features else ""
+        return f"features={self.features}{amortized}, constrain={self.constrain}"
 
 
 class Radial(Bijection):
@@ -150,7 +157,7 @@ class Radial(Bijection):
     which makes the map invertible for every raw value.
 
     Args:
-        dim: number of features D.
+        features: number of features D.
         z0, alpha, beta: optional initial values (default: ``z0`` small random, ``alpha = 1``,
             ``beta = 0``, i.e. the identity up to the choice of ``z0``).
 
@@ -162,9 +169,9 @@ class Radial(Bijection):
         True
     """
 
-    def __init__(self, dim: int, z0=None, alpha: float | None = None, beta: float | None = None):
+    def __init__(self, features: int, z0=None, alpha: float | None = None, beta: float | None = None):
         super().__init__()
-        self.dim = d = check_dim(dim)
+        self.features = d = check_dim(features)
         alpha = 1.0 if alpha is None else float(alpha)
         beta = 0.0 if beta is None else float(beta)
         if not alpha > 0 or not beta > -alpha:
@@ -183,7 +190,7 @@ class Radial(Bijection):
 
     def _logdet(self, r, alpha, beta):
         bh = beta / (alpha + r)
-        return (self.dim - 1) * torch.log1p(bh) + torch.log1p(beta * alpha / (alpha + r).pow(2))
+        return (self.features - 1) * torch.log1p(bh) + torch.log1p(beta * alpha / (alpha + r).pow(2))
 
     def forward(self, z, context=None):
         self._check(z, "z")
@@ -207,4 +214,4 @@ class Radial(Bijection):
         return z, -self._logdet(r, alpha, beta).squeeze(-1)
 
     def extra_repr(self):
-        return f"dim={self.dim}"
+        return f"features={self.features}"

@@ -1,4 +1,4 @@
-r"""Data that needs no network: 2-D densities (most with an exact log-density) and 8x8 digits.
+r"""2-D densities with an exact log-density (or a quadrature one), generated on the fly.
 
 Every 2-D density has ``sample(n)``; ``log_prob(x)`` is exact for the Gaussian mixtures and the
 checkerboard, and for the noisy curves (moons, circles, spirals) it is the Gaussian-noise
@@ -8,22 +8,24 @@ convolution of the curve, integrated over the curve parameter by a fine quadratu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .core import Bijection
-from .utils import check_dim, check_features
+from ..utils import check_count, check_dim, check_features, check_positive
 
 __all__ = ["Density2D", "GaussianMixture", "Ring", "Grid", "NoisyCurves", "Moons", "Circles",
-           "Spirals", "Checkerboard", "DENSITIES", "Logit", "Digits", "load_digits"]
+           "Spirals", "Checkerboard", "StudentT", "DENSITIES"]
 
 
 class Density2D:
-    """A 2-D data distribution: ``sample(n)`` and, where it exists, an exact ``log_prob(x)``."""
+    """A 2-D data distribution: ``sample(n)`` and, where it exists, an exact ``log_prob(x)``.
 
-    dim = 2
+    ``n`` is a count (``check_count``: integer-like, >= 0); the scales (``std``, ``noise``, ``size``)
+    must be positive, since a zero-width density has no log-density.
+    """
+
+    features = 2
     bounds = (-5.0, 5.0)  # a square that holds nearly all the mass, for plots and quadrature
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -34,7 +36,7 @@ class Density2D:
 
     def kl_to(self, model_log_prob, n: int = 20000, generator=None) -> float:
         """Monte Carlo KL(p_data || p_model) = E_data[log p_data - log p_model], in nats."""
-        x = self.sample(n, generator)
+        x = self.sample(check_count(n, "n", 1), generator)
         with torch.no_grad():
             return (self.log_prob(x) - model_log_prob(x).to(x)).mean().item()
 
@@ -47,9 +49,14 @@ class GaussianMixture(Density2D):
 
     def __init__(self, means, std: float):
         self.means = torch.as_tensor(means, dtype=torch.float64)
-        self.std = float(std)
+        if self.means.dim() != 2 or self.means.shape[1] != 2 or len(self.means) == 0:
+            raise ValueError(f"means must have shape (K, 2) with K >= 1, got {tuple(self.means.shape)}")
+        if not torch.isfinite(self.means).all():
+            raise ValueError("means must hold finite numbers")
+        self.std = check_positive(std, "std")
 
     def sample(self, n, generator=None):
+        n = check_count(n, "n")
         k = torch.randint(len(self.means), (n,), generator=generator)
         noise = torch.randn(n, 2, generator=generator, dtype=torch.float64)
         return (self.means[k] + self.std * noise).to(torch.get_default_dtype())
@@ -90,12 +97,14 @@ class NoisyCurves(Density2D):
     n_quad = 2000
 
     def __init__(self, noise: float):
-        self.noise = float(noise)
+        # noise = 0 puts all the mass on a curve: no 2-D density (log_prob would divide by 0)
+        self.noise = check_positive(noise, "noise")
 
     def curves(self, t: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError
 
     def sample(self, n, generator=None):
+        n = check_count(n, "n")
         t = torch.rand(n, generator=generator, dtype=torch.float64)
         pts = torch.stack(self.curves(t), 0)  # (n_curves, n, 2)
         c = torch.randint(pts.shape[0], (n,), generator=generator)
@@ -162,10 +171,11 @@ class Checkerboard(Density2D):
     """Uniform on the black squares of a ``k`` x ``k`` board of side ``size`` (exact density)."""
 
     def __init__(self, k: int = 4, size: float = 8.0):
-        self.k, self.size = check_dim(k, "k"), float(size)
+        self.k, self.size = check_dim(k, "k"), check_positive(size, "size")
         self.bounds = (-size / 2 - 0.5, size / 2 + 0.5)
 
     def sample(self, n, generator=None):
+        n = check_count(n, "n")
         cell = self.size / self.k
         out = torch.empty(0, 2, dtype=torch.float64)
         while len(out) < n:  # rejection: keep the cells whose indices sum to an even number
@@ -184,80 +194,32 @@ class Checkerboard(Density2D):
         return lp.masked_fill(~inside, -math.inf).to(x.dtype)
 
 
+class StudentT(Density2D):
+    """Two independent Student-t coordinates with ``df`` degrees of freedom and scale ``scale``: heavy tails.
+
+    A sample is ``scale * z / sqrt(chi2 / df)`` per coordinate (z standard normal, chi2 with ``df``
+    degrees of freedom); ``log_prob`` is exact.
+
+    Example:
+        >>> import torch
+        >>> StudentT().log_prob(torch.zeros(1, 2)).shape
+        torch.Size([1])
+    """
+
+    bounds = (-4.0, 4.0)
+
+    def __init__(self, df: int = 3, scale: float = 0.5):
+        self.df, self.scale = check_dim(df, "df"), float(scale)
+
+    def sample(self, n, generator=None):
+        z = torch.randn(n, 2, generator=generator, dtype=torch.float64)
+        chi2 = torch.randn(n, 2, self.df, generator=generator, dtype=torch.float64).pow(2).sum(-1)
+        return (self.scale * z / (chi2 / self.df).sqrt()).to(torch.get_default_dtype())
+
+    def log_prob(self, x):
+        check_features(x, 2, "x")
+        return torch.distributions.StudentT(self.df, 0.0, self.scale).log_prob(x.double()).sum(1).to(x.dtype)
+
+
 DENSITIES = {"ring": Ring, "grid": Grid, "moons": Moons, "circles": Circles,
-             "spirals": Spirals, "checkerboard": Checkerboard}
-
-
-# ----------------------------------------------------------------------------- digits
-class Logit(Bijection):
-    r"""Map the unit cube to all of :math:`\mathbb R^D`, the usual first step for image data.
-
-    ``inverse``: :math:`s = \alpha + (1-2\alpha) y`, :math:`w = \log s - \log(1-s)`, with
-    :math:`\log|\partial w/\partial y| = \sum_d \log(1-2\alpha) - \log s_d - \log(1-s_d)`.
-    ``forward`` is the sigmoid way back. ``alpha`` keeps pixels away from 0 and 1.
-    """
-
-    def __init__(self, dim: int, alpha: float = 0.05):
-        super().__init__()
-        self.dim, self.alpha = check_dim(dim), float(alpha)
-        if not 0 <= self.alpha < 0.5:
-            raise ValueError(f"alpha must be in [0, 0.5), got {alpha}")
-
-    def forward(self, w, context=None):
-        self._check(w, "w")
-        s = torch.sigmoid(w)
-        y = (s - self.alpha) / (1 - 2 * self.alpha)
-        ladj = (torch.nn.functional.logsigmoid(w) + torch.nn.functional.logsigmoid(-w)).sum(1)
-        return y, ladj - self.dim * math.log(1 - 2 * self.alpha)
-
-    def inverse(self, y, context=None):
-        self._check(y, "y")
-        s = self.alpha + (1 - 2 * self.alpha) * y
-        w = s.log() - torch.log1p(-s)
-        ladj = (math.log(1 - 2 * self.alpha) - s.log() - torch.log1p(-s)).sum(1)
-        return w, ladj
-
-
-@dataclass
-class Digits:
-    """scikit-learn's 8x8 digits (pixel values 0..16) with a fixed train/validation/test split.
-
-    ``x_*`` hold the integer pixel values as floats, ``y_*`` the class labels. The test split is
-    the same 297 images as ``../shared/bench`` uses (``train_test_split(random_state=0)``); the
-    validation images come out of its 1500 training images.
-    """
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    levels: int = 17
-    dim: int = 64
-
-    def dequantize(self, x: torch.Tensor, generator=None) -> torch.Tensor:
-        """Uniform dequantization to the unit cube: y = (x + u) / 17, u ~ U[0, 1)^64."""
-        u = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-        return (x + u) / self.levels
-
-    def bits_per_dim(self, log_prob_y: torch.Tensor) -> float:
-        """Bits per dimension on the original 0..16 scale from log-densities of y = (x+u)/17.
-
-        The density of x + u is p_y / 17^D, so bits/dim = -log p_y / (D ln 2) + log2(17). Averaged
-        over u this is an upper bound on the discrete code length of the integer pixels.
-        """
-        return (-log_prob_y.mean().item() / (self.dim * math.log(2))) + math.log2(self.levels)
-
-
-def load_digits(val_size: int = 200, seed: int = 0) -> Digits:
-    """Load the bundled 8x8 digits (no download) and split them 1300 / 200 / 297 by default."""
-    from sklearn.datasets import load_digits as _load
-    from sklearn.model_selection import train_test_split
-
-    data = _load()
-    x, y = data.data.astype(np.float32), data.target
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=297, random_state=0)
-    x_tr, x_va, y_tr, y_va = train_test_split(x_tr, y_tr, test_size=val_size, random_state=seed)
-    t = lambda a, dt=torch.get_default_dtype(): torch.as_tensor(a, dtype=dt)
-    return Digits(t(x_tr), t(y_tr, torch.long), t(x_va), t(y_va, torch.long), t(x_te), t(y_te, torch.long))
+             "spirals": Spirals, "checkerboard": Checkerboard, "student-t": StudentT}

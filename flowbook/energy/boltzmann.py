@@ -6,7 +6,7 @@ An energy-based model assigns every configuration an energy and turns it into a 
 
 The sum defining :math:`Z` runs over all :math:`2^n` binary states, which is why it is computed
 here only by brute-force enumeration for ``n <= MAX_ENUM`` (= 20, about a million states) and
-refused beyond. The RBM (``flowbook.rbm``) reuses the helpers of this module.
+refused beyond. The RBM (``flowbook.energy.rbm``) reuses the helpers of this module.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from .utils import check_dim, check_features
+from ..utils import check_count, check_dim, check_features, check_tensor
 
 __all__ = ["BoltzmannMachine", "MAX_ENUM", "all_states", "check_binary", "bernoulli"]
 
@@ -28,13 +28,21 @@ def bernoulli(p: torch.Tensor, generator=None) -> torch.Tensor:
     return (torch.rand(p.shape, generator=generator, dtype=p.dtype).to(p.device) < p).to(p.dtype)
 
 
-def check_binary(y: torch.Tensor, dim: int, name: str = "y") -> None:
-    """Raise ``ValueError`` unless ``y`` is a ``(batch, dim)`` tensor of 0s and 1s."""
-    check_features(y, dim, name)
+def check_binary(y: torch.Tensor, dim: int, name: str = "y", dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Return ``y`` if it is a ``(batch, dim)`` tensor of 0s and 1s, else raise ``ValueError`` naming ``name``.
+
+    The entry-point check of binary data. Converting 0s and 1s is exact in every dtype, so data
+    of any real dtype (bool, integers, float64 for a float32 model) is converted to ``dtype``
+    (the model's; ``None``: left as is).
+    """
+    y = check_tensor(y, name, dim, None, finite=False)
+    if y.is_complex():
+        raise TypeError(f"{name} must be a real tensor of 0s and 1s, got dtype {y.dtype}")
     if not ((y == 0) | (y == 1)).all():
         bad = (~((y == 0) | (y == 1))).sum().item()
         raise ValueError(f"{name} must be binary (entries 0 or 1); found {bad} other value(s), "
                          "e.g. binarize with (x > threshold).float()")
+    return y if dtype is None or y.dtype == dtype else y.to(dtype)
 
 
 def check_enumerable(n: int, name: str = "n") -> None:
@@ -72,15 +80,19 @@ class BoltzmannMachine(nn.Module):
     .. math::
         E(y) = -\tfrac12 y^\top W y - b^\top y, \qquad P(y) = \exp(-E(y)/T)/Z,
 
-    with ``W`` symmetric and zero on the diagonal. Flipping one unit changes the energy by
+    with ``W`` symmetric and zero on the diagonal **by construction**: the parameter is
+    ``weight_upper``, the :math:`n(n-1)/2` entries :math:`w_{ij}, i < j` (in ``torch.triu_indices``
+    order), and ``weight`` is the matrix built from it on every access, so no optimizer step (or
+    weight decay, or direct write) can make ``W`` asymmetric or give it a diagonal. Set it with
+    ``set_weight``. Flipping one unit changes the energy by
     :math:`\sum_j w_{ji} y_j + b_i`, so the Gibbs conditional is
     :math:`P(y_i = 1 \mid y_{-i}) = \sigma\big((\sum_j w_{ji} y_j + b_i)/T\big)`.
     The log-likelihood gradient is (data statistics - model statistics) / T:
     :math:`\partial \bar\ell / \partial w_{ij} = (\langle y_i y_j\rangle_\text{data}
-    - \langle y_i y_j\rangle_\text{model})/T`.
+    - \langle y_i y_j\rangle_\text{model})/T`, the gradient with respect to ``weight_upper``.
 
     Args:
-        n: number of units (exact ``log_partition`` needs ``n <= 20``).
+        features: number of units n (exact ``log_partition`` needs ``n <= 20``).
         temperature: ``T > 0``; high T flattens the distribution, low T sharpens it.
 
     Example:
@@ -90,29 +102,41 @@ class BoltzmannMachine(nn.Module):
         tensor([0.0312, 0.0312], grad_fn=<ExpBackward0>)
     """
 
-    def __init__(self, n: int, temperature: float = 1.0):
+    def __init__(self, features: int, temperature: float = 1.0):
         super().__init__()
-        self.n = check_dim(n, "n")
+        self.features = check_dim(features, "features")
         if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
             raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
         self.temperature = float(temperature)
-        self.weight = nn.Parameter(torch.zeros(self.n, self.n))
-        self.bias = nn.Parameter(torch.zeros(self.n))
+        rows, cols = torch.triu_indices(self.features, self.features, 1)
+        self.register_buffer("_rows", rows, persistent=False)
+        self.register_buffer("_cols", cols, persistent=False)
+        self.weight_upper = nn.Parameter(torch.zeros(len(rows)))
+        self.bias = nn.Parameter(torch.zeros(self.features))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """``W``: symmetric with zero diagonal, built from ``weight_upper`` (differentiable)."""
+        w = self.weight_upper.new_zeros(self.features, self.features)
+        w = w.index_put((self._rows, self._cols), self.weight_upper)
+        return w + w.T
 
     @torch.no_grad()
     def randomize(self, scale: float = 1.0, generator: torch.Generator | None = None):
         """Set ``W`` (symmetric, zero diagonal) and ``b`` to Gaussian values of std ``scale``."""
-        a = torch.randn(self.n, self.n, generator=generator, dtype=self.weight.dtype)
+        a = torch.randn(self.features, self.features, generator=generator, dtype=self.bias.dtype)
         self.set_weight(scale * a)
-        self.bias.copy_(scale * torch.randn(self.n, generator=generator, dtype=self.bias.dtype))
+        self.bias.copy_(scale * torch.randn(self.features, generator=generator, dtype=self.bias.dtype))
         return self
 
     @torch.no_grad()
     def set_weight(self, w: torch.Tensor):
-        """Store the symmetric, zero-diagonal part of ``w``: (w + w^T)/2 with the diagonal zeroed."""
-        check_features(w, self.n, "w")
+        """Store the symmetric, zero-diagonal part of ``w``: (w + w^T)/2 with the diagonal dropped."""
+        check_tensor(w, "w", self.features)
+        if w.shape[0] != self.features:
+            raise ValueError(f"w must have shape ({self.features}, {self.features}), got {tuple(w.shape)}")
         w = (w + w.T) / 2
-        self.weight.copy_(w - torch.diag(torch.diag(w)))
+        self.weight_upper.copy_(w[self._rows, self._cols])
 
     def energy(self, y: torch.Tensor) -> torch.Tensor:
         """:math:`E(y) = -\\tfrac12 y^\\top W y - b^\\top y` for each row, shape ``(batch,)``."""
@@ -120,19 +144,19 @@ class BoltzmannMachine(nn.Module):
 
     def log_partition(self) -> torch.Tensor:
         """Exact :math:`\\log Z` by summing over all ``2^n`` states (``n <= 20``)."""
-        check_enumerable(self.n)
+        check_enumerable(self.features)
         parts = [torch.logsumexp(-self.energy(s) / self.temperature, 0)
-                 for s in state_chunks(self.n, self.weight)]
+                 for s in state_chunks(self.features, self.bias)]
         return torch.logsumexp(torch.stack(parts), 0)
 
     def log_prob(self, y: torch.Tensor) -> torch.Tensor:
         """Exact :math:`\\log P(y)` of binary rows ``y`` (enumerates Z, so ``n <= 20``)."""
-        check_binary(y, self.n, "y")
+        y = check_binary(y, self.features, "y", self.bias.dtype)
         return -self.energy(y) / self.temperature - self.log_partition()
 
     def conditional(self, y: torch.Tensor) -> torch.Tensor:
         """``(batch, n)``: entry ``i`` is :math:`P(y_i = 1 \\mid y_{-i})` (W has zero diagonal)."""
-        check_binary(y, self.n, "y")
+        y = check_binary(y, self.features, "y", self.bias.dtype)
         return torch.sigmoid((y @ self.weight + self.bias) / self.temperature)
 
     @torch.no_grad()
@@ -141,34 +165,34 @@ class BoltzmannMachine(nn.Module):
 
         Units must be updated one at a time: each conditional depends on all the others.
         """
-        check_binary(y, self.n, "y")
-        if sweeps < 0:
-            raise ValueError(f"sweeps must be >= 0, got {sweeps}")
+        y = check_binary(y, self.features, "y", self.bias.dtype)
+        sweeps = check_count(sweeps, "sweeps")
         y = y.clone()
         w, b, t = self.weight, self.bias, self.temperature
         for _ in range(sweeps):
-            for i in range(self.n):
+            for i in range(self.features):
                 y[:, i] = bernoulli(torch.sigmoid((y @ w[:, i] + b[i]) / t), generator)
         return y
 
     @torch.no_grad()
-    def sample(self, num: int, sweeps: int = 100, generator: torch.Generator | None = None):
-        """``num`` approximate samples: ``sweeps`` Gibbs sweeps from uniform random states."""
-        return self.gibbs(bernoulli(self.weight.new_full((num, self.n), 0.5), generator), sweeps, generator)
+    def sample(self, n: int, sweeps: int = 100, generator: torch.Generator | None = None):
+        """``n`` approximate samples: ``sweeps`` Gibbs sweeps from uniform random states."""
+        n = check_count(n, "n")
+        return self.gibbs(bernoulli(self.bias.new_full((n, self.features), 0.5), generator), sweeps, generator)
 
     @torch.no_grad()
     def probs(self) -> torch.Tensor:
         """All ``2^n`` probabilities, in the order of ``all_states(n)``."""
-        return (-self.energy(all_states(self.n, like=self.weight)) / self.temperature
+        return (-self.energy(all_states(self.features, like=self.bias)) / self.temperature
                 - self.log_partition()).exp()
 
     @torch.no_grad()
     def exact_moments(self):
         """Model statistics :math:`\\langle y y^\\top\\rangle` and :math:`\\langle y\\rangle` by enumeration."""
         log_z = self.log_partition()
-        second = self.weight.new_zeros(self.n, self.n)
-        first = self.weight.new_zeros(self.n)
-        for s in state_chunks(self.n, self.weight):
+        second = self.bias.new_zeros(self.features, self.features)
+        first = self.bias.new_zeros(self.features)
+        for s in state_chunks(self.features, self.bias):
             p = (-self.energy(s) / self.temperature - log_z).exp()
             second += (s * p[:, None]).T @ s
             first += p @ s
@@ -178,16 +202,29 @@ class BoltzmannMachine(nn.Module):
         ss = data.T @ data / len(data)
         gw = (ss - second) / self.temperature
         gw = gw - torch.diag(torch.diag(gw))  # the diagonal is fixed at zero, not learned
-        return {"weight": gw, "bias": (data.mean(0) - first) / self.temperature}
+        return {"weight": gw, "weight_upper": gw[self._rows, self._cols], "bias": (data.mean(0) - first) / self.temperature}
+
+    @torch.no_grad()
+    def grad_from_samples(self, data: torch.Tensor, samples: torch.Tensor) -> dict:
+        """The log-likelihood gradient with the model statistics estimated from ``samples``.
+
+        (data statistics - sample statistics) / T; with exact samples from the model it is an
+        unbiased estimate of ``exact_grad(data)``, with short Gibbs chains it is CD's estimate.
+        """
+        data = check_binary(data, self.features, "data", self.bias.dtype)
+        samples = check_binary(samples, self.features, "samples", self.bias.dtype)
+        return self._grad(data, samples.T @ samples / len(samples), samples.mean(0))
 
     @torch.no_grad()
     def exact_grad(self, data: torch.Tensor) -> dict:
         """Exact gradient of the mean log-likelihood: (data stats - model stats) / T.
 
-        Returns ``{"weight": (n, n), "bias": (n,)}``; entry ``(i, j)`` of ``weight`` is the
-        derivative with respect to the single tied parameter :math:`w_{ij} = w_{ji}`.
+        Returns ``{"weight": (n, n), "weight_upper": (n(n-1)/2,), "bias": (n,)}``; entry ``(i, j)``
+        of ``weight`` is the derivative with respect to the single tied parameter
+        :math:`w_{ij} = w_{ji}`, and ``weight_upper`` and ``bias`` are exactly the autograd gradients
+        of the mean ``log_prob`` with respect to the parameters of those names.
         """
-        check_binary(data, self.n, "data")
+        data = check_binary(data, self.features, "data", self.bias.dtype)
         return self._grad(data, *self.exact_moments())
 
     @torch.no_grad()
@@ -198,9 +235,10 @@ class BoltzmannMachine(nn.Module):
         The chains start at ``data`` (CD-k) unless ``chains`` is given (persistent CD: pass the
         previous call's ``"chains"`` back in). Biased for small ``k``, cheap for any ``n``.
         """
-        check_binary(data, self.n, "data")
+        data = check_binary(data, self.features, "data", self.bias.dtype)
+        k = check_count(k, "k", 1)
         start = data if chains is None else chains
         y = self.gibbs(start, k, generator)
-        g = self._grad(data, y.T @ y / len(y), y.mean(0))
+        g = self.grad_from_samples(data, y)
         g["chains"] = y
         return g

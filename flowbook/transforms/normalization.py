@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .core import Bijection
+from ..core import Bijection
+from ..utils import check_dim
 from .linear import Affine
-from .utils import check_dim
 
 __all__ = ["ActNorm", "BatchNorm"]
 
@@ -41,8 +41,8 @@ class ActNorm(Affine):
         (True, True)
     """
 
-    def __init__(self, dim: int, eps: float = 1e-6):
-        super().__init__(dim)  # log_scale and shift, both zero
+    def __init__(self, features: int, eps: float = 1e-6):
+        super().__init__(features)  # log_scale and shift, both zero
         self.eps = eps
         self.register_buffer("initialized", torch.tensor(False))
 
@@ -70,6 +70,8 @@ class BatchNorm(Bijection):
     log-det of ``inverse``: :math:`\sum_i \gamma_i - \tfrac12 \log(v_i + \epsilon)`. In training mode
     the batch statistics' own dependence on the batch is ignored in the log-det, as in RealNVP;
     it vanishes for large batches. ``forward`` (sampling) always uses the running averages.
+    In training mode a batch needs at least 2 rows (``ValueError`` otherwise), so an empty batch
+    cannot fill the running averages with NaN.
 
     Example:
         >>> import torch, flowbook
@@ -79,16 +81,19 @@ class BatchNorm(Bijection):
         1.0
     """
 
-    def __init__(self, dim: int, momentum: float = 0.1, eps: float = 1e-5):
+    def __init__(self, features: int, momentum: float = 0.1, eps: float = 1e-5):
         super().__init__()
-        self.dim, self.momentum, self.eps = check_dim(dim), momentum, eps
-        self.log_gamma = nn.Parameter(torch.zeros(self.dim))
-        self.beta = nn.Parameter(torch.zeros(self.dim))
-        self.register_buffer("running_mean", torch.zeros(self.dim))
-        self.register_buffer("running_var", torch.ones(self.dim))
+        self.features, self.momentum, self.eps = check_dim(features), momentum, eps
+        self.log_gamma = nn.Parameter(torch.zeros(self.features))
+        self.beta = nn.Parameter(torch.zeros(self.features))
+        self.register_buffer("running_mean", torch.zeros(self.features))
+        self.register_buffer("running_var", torch.ones(self.features))
 
     def _stats(self, x):
         if self.training:
+            if x.shape[0] < 2:  # the running averages would take a NaN (0 rows) or a zero variance (1 row)
+                raise ValueError(f"BatchNorm in training mode needs a batch of at least 2 rows to estimate "
+                                 f"its statistics, got x with {x.shape[0]}; call .eval() to use the running averages")
             mean, var = x.mean(0), x.var(0, unbiased=False)
             with torch.no_grad():
                 self.running_mean.lerp_(mean.detach(), self.momentum)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .distributions import StandardNormal
-from .utils import check_features
+from ..distributions import StandardNormal
+from ..utils import check_features
 from .vae import _LOG_2PI, VAE, gaussian_kl, gaussian_log_prob, mixture_log_prob, mixture_sample
 
 __all__ = ["Surgery", "elbo_surgery", "AggregatedPosterior", "local_posterior_elbo"]
@@ -36,7 +36,7 @@ class Surgery:
     avg_kl_exact: float | None
     elbo: float
     stderr: dict
-    n: int
+    n_data: int
     log_n: float
 
     def __str__(self):
@@ -49,7 +49,7 @@ class Surgery:
         out = [f"{name:32s} {v:10.3f} ± {s:.3f}" for name, v, s in rows]
         if self.avg_kl_exact is not None:
             out.append(f"{'average KL      closed form':32s} {self.avg_kl_exact:10.3f}")
-        out.append(f"{'log n':32s} {self.log_n:10.3f}   (n = {self.n})")
+        out.append(f"{'log n':32s} {self.log_n:10.3f}   (n = {self.n_data})")
         return "\n".join(out)
 
 
@@ -57,7 +57,7 @@ class AggregatedPosterior:
     r"""The exact mixture :math:`q_\text{agg}(z) = \frac1n\sum_i q(z|x_i)` of a Gaussian-posterior VAE.
 
     ``log_prob(z)`` costs :math:`O(n)` per point (a log-sum-exp over the data set, in chunks);
-    ``sample(m)`` picks a data point uniformly and draws from its posterior.
+    ``sample(n)`` picks a data point uniformly and draws from its posterior.
 
     Example:
         >>> import torch, flowbook
@@ -71,24 +71,24 @@ class AggregatedPosterior:
         if vae.flow is not None:
             raise NotImplementedError("AggregatedPosterior needs a Gaussian posterior (vae.flow is None): "
                                       "a flow posterior's density at arbitrary z needs its inverse for every x_i")
-        check_features(x_all, vae.dim, "x_all")
+        check_features(x_all, vae.features, "x_all")
         with torch.no_grad():
             self.mu, self.log_sigma, _ = vae.encoder(x_all, context)
-        self.n, self.dim = len(x_all), vae.latent
+        self.n_data, self.features = len(x_all), vae.latent
 
     def log_prob(self, z, chunk: int = 1024):
         # in chunks of z: the (chunk, n) matrix of log q(z_a | x_i) would not fit for all z at once
         return torch.cat([mixture_log_prob(c, self.mu, self.log_sigma) for c in z.split(chunk)])
 
-    def sample(self, m: int):
-        return mixture_sample(self.mu, self.log_sigma, m)
+    def sample(self, n: int):
+        return mixture_sample(self.mu, self.log_sigma, n)
 
 
 @torch.no_grad()
-def elbo_surgery(vae: VAE, x_all: torch.Tensor, context=None, n_samples: int = 8) -> Surgery:
-    r"""Estimate the ELBO-surgery terms of ``vae`` on the data set ``x_all`` (``n`` rows).
+def elbo_surgery(vae: VAE, x_all: torch.Tensor, context=None, n: int = 8) -> Surgery:
+    r"""Estimate the ELBO-surgery terms of ``vae`` on the data set ``x_all`` (its rows are the n data points).
 
-    Estimator: for every data point draw ``S = n_samples`` samples :math:`z_{is} \sim q(z|x_i)` and
+    Estimator: for every data point draw ``S`` = ``n`` samples :math:`z_{is} \sim q(z|x_i)` and
     average, over all ``(i, s)``, the per-sample terms
 
     * reconstruction :math:`\log p(x_i|z_{is})`,
@@ -115,12 +115,12 @@ def elbo_surgery(vae: VAE, x_all: torch.Tensor, context=None, n_samples: int = 8
         >>> abs(s.avg_kl - s.mutual_info - s.marginal_kl) < 1e-4
         True
     """
-    if n_samples < 2:
-        raise ValueError(f"n_samples must be >= 2 to give error bars, got {n_samples}")
+    if n < 2:
+        raise ValueError(f"n must be >= 2 samples per data point to give error bars, got {n}")
     was_training = vae.training
     vae.eval()
     q = AggregatedPosterior(vae, x_all, context)
-    n, S = q.n, n_samples
+    n_data, S = q.n_data, n
     mu, ls = q.mu.repeat_interleave(S, 0), q.log_sigma.repeat_interleave(S, 0)
     z = mu + ls.exp() * torch.randn_like(mu)
     xr = x_all.repeat_interleave(S, 0)
@@ -132,17 +132,17 @@ def elbo_surgery(vae: VAE, x_all: torch.Tensor, context=None, n_samples: int = 8
     terms = {"reconstruction": rec, "mutual_info": log_q - log_agg, "marginal_kl": log_agg - log_p,
              "avg_kl": log_q - log_p, "elbo": rec - log_q + log_p}
     means = {k: v.mean().item() for k, v in terms.items()}
-    stderr = {k: (v.reshape(n, S).var(1).sum() / S).sqrt().item() / n for k, v in terms.items()}
+    stderr = {k: (v.reshape(n_data, S).var(1).sum() / S).sqrt().item() / n_data for k, v in terms.items()}
     exact = None
     if isinstance(vae.prior, StandardNormal):
         exact = gaussian_kl(q.mu, q.log_sigma).mean().item()
     vae.train(was_training)
     return Surgery(means["reconstruction"], means["mutual_info"], means["marginal_kl"], means["avg_kl"],
-                   exact, means["elbo"], stderr, n, math.log(n))
+                   exact, means["elbo"], stderr, n_data, math.log(n_data))
 
 
 def local_posterior_elbo(vae: VAE, x: torch.Tensor, flow=None, h_features: int = 8, steps: int = 500,
-                         n_samples: int = 32, lr: float = 2e-2, eval_samples: int = 2000,
+                         n: int = 32, lr: float = 2e-2, eval_n: int = 2000,
                          eval_seed: int = 0) -> torch.Tensor:
     r"""ELBO of each row of ``x`` under its *own*, separately optimized posterior (no amortization).
 
@@ -158,18 +158,18 @@ def local_posterior_elbo(vae: VAE, x: torch.Tensor, flow=None, h_features: int =
     fresh, identity-at-init flow taking a ``h_features`` context), a free context vector
     :math:`h_i` (started at 0) fed to that flow, whose own weights are shared by the rows and
     trained too. Decoder and prior stay fixed (they receive no gradient). Adam runs ``steps``
-    steps on the ``n_samples``-draw ELBO; the result is then evaluated with ``eval_samples`` draws from a generator seeded with
+    steps on the ``n``-draw ELBO; the result is then evaluated with ``eval_n`` draws from a generator seeded with
     ``eval_seed``, so two calls with the same seed share their base noise (common random numbers)
     and their difference is less noisy than either value.
 
     Example:
         >>> import torch, flowbook
-        >>> from flowbook.surgery import local_posterior_elbo
+        >>> from flowbook.latent.surgery import local_posterior_elbo
         >>> vae = flowbook.VAE(flowbook.GaussianEncoder(4, 2), flowbook.BernoulliDecoder(2, 4))
-        >>> local_posterior_elbo(vae, torch.ones(3, 4), steps=5, eval_samples=10).shape
+        >>> local_posterior_elbo(vae, torch.ones(3, 4), steps=5, eval_n=10).shape
         torch.Size([3])
     """
-    check_features(x, vae.dim, "x")
+    check_features(x, vae.features, "x")
     with torch.no_grad():
         mu0, ls0, _ = vae.encoder(x)
     mu, ls = mu0.clone().requires_grad_(), ls0.clone().requires_grad_()
@@ -188,10 +188,10 @@ def local_posterior_elbo(vae: VAE, x: torch.Tensor, flow=None, h_features: int =
 
     opt = torch.optim.Adam(params, lr=lr)
     for _ in range(steps):
-        grads = torch.autograd.grad(-elbo(n_samples).mean(), params)  # leaves the VAE's .grad untouched
+        grads = torch.autograd.grad(-elbo(n).mean(), params)  # leaves the VAE's .grad untouched
         for p, g in zip(params, grads):
             p.grad = g
         opt.step()
     gen = torch.Generator(device=x.device).manual_seed(eval_seed)
     with torch.no_grad():
-        return elbo(eval_samples, gen)
+        return elbo(eval_n, gen)

@@ -1,0 +1,291 @@
+r"""Ready-made flows, each a ``flowbook.Flow`` with a standard normal base.
+
+``hidden`` is the width and ``depth`` the number of hidden layers of every conditioner, the two
+numbers other libraries expose (hidden sizes ``(hidden,) * depth``), so capacities can be
+matched: ``RealNVP(D, 8, H, 2)`` has the parameter count of a RealNVP with 8 couplings and
+conditioner hidden sizes (H, H) in nflows or zuko.
+"""
+from __future__ import annotations
+
+import torch
+
+from .core import Compose, Flow
+from .distributions import StandardNormal
+from .transforms.autoregressive import MaskedAffineAutoregressive
+from .transforms.coupling import AdditiveCoupling, AffineCoupling, alternating_mask, channel_mask, checkerboard_mask
+from .transforms.elementwise import Scaling
+from .transforms.multiscale import Partial, Squeeze
+from .transforms.normalization import ActNorm
+from .utils import check_dim
+
+__all__ = ["NICE", "RealNVP", "MultiscaleRealNVP", "MAF", "IAF", "alternating_orders"]
+
+
+def _masks(features, n_layers):
+    if check_dim(features) < 2:
+        raise ValueError(f"a coupling flow needs features >= 2, got {features}")
+    return [alternating_mask(features, even=(i % 2 == 0)) for i in range(check_dim(n_layers, "n_layers"))]
+
+
+class NICE(Flow):
+    r"""NICE (Dinh et al. 2014): ``n_layers`` additive couplings with alternating masks, then rescaling.
+
+    Generative direction :math:`z \to x`: ``Scaling`` first (it acts on the latent side, NICE's
+    "top" layer), then the couplings. The couplings preserve volume, so
+    :math:`\log p(x) = \log \mathcal N(z; 0, I) - \sum_i \log\theta_i`: the scaling is the only place
+    where the model can make some directions wider than others. ``scaling=False`` drops it (the
+    ablation of lecture 001).
+
+    Example:
+        >>> import torch, flowbook
+        >>> flow = flowbook.NICE(2, hidden=16)
+        >>> flow.log_prob(torch.zeros(3, 2)).shape
+        torch.Size([3])
+    """
+
+    def __init__(self, features: int, n_layers: int = 4, hidden: int = 64, depth: int = 2, scaling: bool = True,
+                 context_features: int = 0):
+        layers = [AdditiveCoupling(m, hidden=hidden, depth=depth, context_features=context_features)
+                  for m in _masks(features, n_layers)]
+        if scaling:
+            layers.insert(0, Scaling(features))
+        super().__init__(StandardNormal(features), layers)
+
+
+class RealNVP(Flow):
+    r"""RealNVP (Dinh et al. 2016) for vectors: ``n_layers`` affine couplings with alternating masks.
+
+    Each conditioner is ``mlp(D/2 + context_features, 2 * D/2, hidden, depth)`` with a zero last
+    layer (the fresh flow is the identity); the log-scale is soft-clamped to :math:`(-c, c)`,
+    ``clamp`` = c (see ``AffineCoupling``).
+
+    Example:
+        >>> import torch, flowbook
+        >>> flow = flowbook.RealNVP(2, hidden=16)
+        >>> isinstance(flow, flowbook.Flow), flow.sample(4).shape
+        (True, torch.Size([4, 2]))
+    """
+
+    def __init__(self, features: int, n_layers: int = 8, hidden: int = 64, depth: int = 2,
+                 context_features: int = 0, clamp: float | None = 3.0, dropout: float = 0.0):
+        layers = [AffineCoupling(m, hidden=hidden, depth=depth, context_features=context_features, clamp=clamp,
+                                 dropout=dropout) for m in _masks(features, n_layers)]
+        super().__init__(StandardNormal(features), layers)
+
+
+class MultiscaleRealNVP(Flow):
+    r"""RealNVP with two scales for 1 x 8 x 8 images (the digits), flattened to 64 features.
+
+    From the data side: ActNorm, two checkerboard couplings on the 8 x 8 image (each pixel
+    conditioned on its neighbours), ``Squeeze`` to 4 x 4 x 4, two channel couplings; then half the
+    features (channels 2-3) leave as latents and only channels 0-1 get two more checkerboard
+    couplings and an ActNorm (``Partial``): Dinh et al.'s multiscale design. The list below is in
+    the generative (latent -> data) order that ``Flow`` expects.
+
+    Example:
+        >>> import torch, flowbook
+        >>> flow = flowbook.MultiscaleRealNVP(hidden=8)
+        >>> flow.log_prob(torch.randn(3, 64)).shape
+        torch.Size([3])
+    """
+
+    def __init__(self, hidden: int = 64):
+        layers = []
+        keep = torch.arange(32)                      # channels 0-1 of the squeezed 4x4x4 image
+        scale2 = [AffineCoupling(checkerboard_mask(2, 4, 4, even=e), hidden=hidden) for e in (False, True)]
+        layers.append(Partial(Compose(*scale2, ActNorm(32)), keep, features=64))
+        layers += [AffineCoupling(channel_mask(4, 4, 4, first=f), hidden=hidden) for f in (False, True)]
+        layers.append(Squeeze((1, 8, 8)))
+        layers += [AffineCoupling(checkerboard_mask(1, 8, 8, even=e), hidden=hidden) for e in (False, True)]
+        layers.append(ActNorm(64))
+        super().__init__(StandardNormal(64), layers)
+
+
+def alternating_orders(features: int, n_layers: int, degrees=None) -> list[torch.Tensor]:
+    """Degrees for ``n_layers`` autoregressive layers: ``degrees`` (default 1..D), then reversed, and so on.
+
+    Each layer must see first the features the previous one saw last. Reversing the degrees
+    inside the MADE is the same as a ``ReversePermutation`` on both sides of the layer, without
+    the copies, and the fresh flow stays the identity map.
+
+    Example:
+        >>> [o.tolist() for o in alternating_orders(3, 3)]
+        [[1, 2, 3], [3, 2, 1], [1, 2, 3]]
+    """
+    features = check_dim(features)
+    order = torch.arange(1, features + 1) if degrees is None else torch.as_tensor(degrees, dtype=torch.long)
+    if order.shape != (features,):
+        raise ValueError(f"degrees must be {features} integers, got shape {tuple(order.shape)}")
+    return [order if i % 2 == 0 else order.max() + 1 - order for i in range(check_dim(n_layers, "n_layers"))]
+
+
+class _AutoregressiveFlow(Flow):
+    """``n_layers`` masked affine autoregressive layers of one mode, orders alternating."""
+
+    mode = ""
+
+    def __init__(self, features: int, n_layers: int = 5, hidden=64, depth: int = 2, context_features: int = 0,
+                 degrees=None, **kwargs):
+        orders = alternating_orders(features, n_layers, degrees)
+        layers = [MaskedAffineAutoregressive(features, hidden, depth, context_features, mode=self.mode,
+                                             degrees=order, **kwargs) for order in orders]
+        super().__init__(StandardNormal(features), layers)
+
+
+class MAF(_AutoregressiveFlow):
+    """Masked autoregressive flow: ``n_layers`` MAF layers whose orders alternate (1..D, D..1, ...).
+
+    Density evaluation costs one MADE pass per layer, sampling D passes per layer. Extra
+    keyword arguments (``clamp``, ``activation``, ``dropout``) go to ``MaskedAffineAutoregressive``;
+    ``degrees`` sets the first layer's order.
+
+    Example:
+        >>> import torch, flowbook
+        >>> flow = flowbook.MAF(2, n_layers=3, hidden=16)
+        >>> flow.log_prob(torch.randn(5, 2)).shape, flow.sample(4).shape
+        (torch.Size([5]), torch.Size([4, 2]))
+    """
+
+    mode = "maf"
+
+
+class IAF(_AutoregressiveFlow):
+    """Inverse autoregressive flow: sampling and ``sample_and_log_prob`` in one pass per layer,
+    ``log_prob`` of an arbitrary x in D passes per layer. Arguments as ``MAF``.
+
+    Example:
+        >>> import torch, flowbook
+        >>> flow = flowbook.IAF(3, n_layers=2, hidden=16)
+        >>> x, log_p = flow.sample_and_log_prob(6)
+        >>> torch.allclose(log_p, flow.log_prob(x), atol=1e-5)
+        True
+    """
+
+    mode = "iaf"
+
+
+# ----------------------------------------------------------------------------- neural spline flows
+from .transforms.spline import SplineAutoregressive, SplineCoupling  # noqa: E402  (appended section)
+
+
+class NSF(Flow):
+    r"""Neural spline flow (Durkan et al. 2019): ``n_layers`` autoregressive rational-quadratic spline layers.
+
+    Each layer is a ``SplineAutoregressive`` (MAF mode: density in one MADE pass per layer) with
+    ``bins`` bins on ``[-bound, bound]`` and the identity outside; the orders alternate
+    (1..D, D..1, ...) as in ``MAF``. ``base`` replaces the standard normal, e.g.
+    ``MixtureBase(features, k)`` for data with separated modes.
+
+    Example:
+        >>> import torch, flowbook
+        >>> flow = flowbook.NSF(2, n_layers=2, hidden=16, bins=4)
+        >>> flow.log_prob(torch.randn(5, 2)).shape, flow.sample(3).shape
+        (torch.Size([5]), torch.Size([3, 2]))
+    """
+
+    def __init__(self, features: int, n_layers: int = 5, hidden: int = 64, depth: int = 2, bins: int = 8,
+                 bound: float = 5.0, context_features: int = 0, base=None):
+        layers = [SplineAutoregressive(features, bins, bound, hidden, depth, context_features, degrees=order)
+                  for order in alternating_orders(features, n_layers)]
+        super().__init__(StandardNormal(features) if base is None else base, layers)
+
+
+class NSFCoupling(Flow):
+    r"""Neural spline flow with coupling layers: ``n_layers`` ``SplineCoupling`` with alternating masks.
+
+    RealNVP's structure with the spline law: one conditioner pass in both directions, so
+    sampling is as cheap as the density. Arguments as ``NSF``.
+
+    Example:
+        >>> import torch, flowbook
+        >>> flow = flowbook.NSFCoupling(4, n_layers=2, hidden=16, bins=4)
+        >>> x, log_p = flow.sample_and_log_prob(5)
+        >>> torch.allclose(log_p, flow.log_prob(x), atol=1e-5)
+        True
+    """
+
+    def __init__(self, features: int, n_layers: int = 5, hidden: int = 64, depth: int = 2, bins: int = 8,
+                 bound: float = 5.0, context_features: int = 0, base=None):
+        layers = [SplineCoupling(m, bins, bound, hidden=hidden, depth=depth, context_features=context_features)
+                  for m in _masks(features, n_layers)]
+        super().__init__(StandardNormal(features) if base is None else base, layers)
+
+
+__all__ += ["NSF", "NSFCoupling"]
+
+
+# ----------------------------------------------------------------------------- Glow (issue 17)
+from .transforms.image import GlowStep  # noqa: E402  (appended section)
+from .utils import check_count  # noqa: E402
+
+
+def sample_at_temperature(flow: Flow, n: int, temperature: float = 1.0, context=None) -> torch.Tensor:
+    r"""``n`` samples of ``flow`` with the base samples scaled by ``temperature`` T: :math:`x = f(T z)`.
+
+    For a standard normal base, :math:`Tz \sim \mathcal N(0, T^2 I)`, whose density is proportional
+    to :math:`p_Z(z)^{1/T^2}`: T < 1 keeps the samples near the modes of the base (Glow's
+    "temperature", which trades diversity for cleaner samples); T = 1 is ``flow.sample(n)``.
+    ``context``, for a conditional flow, is ``(n, context_features)``, passed to the layers as is.
+
+    Example:
+        >>> import torch, flowbook
+        >>> flow = flowbook.Flow(flowbook.StandardNormal(2), [flowbook.Affine(2)])
+        >>> _ = torch.manual_seed(0)
+        >>> round(flowbook.sample_at_temperature(flow, 4000, 0.5).std().item(), 1)  # the fresh Affine is the identity
+        0.5
+    """
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    with torch.no_grad():
+        z = flow.base.sample(check_count(n, "n"))
+        return flow.transform(temperature * z, context)[0]
+
+
+class Glow(Flow):
+    r"""Glow (Kingma and Dhariwal 2018): a multiscale flow of ``GlowStep`` for flat (C, H, W) images.
+
+    From the data side, each of the ``levels`` scales squeezes the image
+    ((C, H, W) -> (4C, H/2, W/2), ``Squeeze``), runs ``steps`` Glow steps (per-channel ActNorm,
+    invertible 1x1 convolution, affine coupling with a convolutional conditioner) and, except
+    at the last scale, factors out half of the channels to the latent (``Partial``): the next
+    scale works on (2C, H/2, W/2). H and W must be divisible by :math:`2^{\text{levels}}`;
+    ``levels=None`` takes 2 where H and W are multiples of 4, else 1 (any even H and W). The
+    factored-out halves get a standard normal prior (Glow learns one conditioned on the rest).
+
+    ``sample(n, temperature=T)`` scales the base samples by T (``sample_at_temperature``).
+
+    Example:
+        >>> import torch, flowbook
+        >>> flow = flowbook.Glow(1, 8, 8, steps=1, hidden=8)      # the digits' shape
+        >>> flow.log_prob(torch.randn(3, 64)).shape, flow.sample(2, temperature=0.7).shape
+        (torch.Size([3]), torch.Size([2, 64]))
+    """
+
+    def __init__(self, channels: int, height: int, width: int, levels: int | None = None, steps: int = 2,
+                 hidden: int = 32):
+        c, h, w = (check_dim(v, name) for v, name in ((channels, "channels"), (height, "height"), (width, "width")))
+        if levels is None:
+            levels = 2 if h % 4 == 0 and w % 4 == 0 else 1
+        levels, steps = check_dim(levels, "levels"), check_dim(steps, "steps")
+        if h % 2 ** levels or w % 2 ** levels:
+            raise ValueError(f"Glow with levels={levels} needs height and width divisible by {2 ** levels}, got "
+                             f"{h}x{w}; use fewer levels (levels=1 needs only an even height and width)")
+        self.shape, self.levels, self.steps = (c, h, w), levels, steps
+        super().__init__(StandardNormal(c * h * w), self.scale(c, h, w, levels, steps, hidden))
+
+    @staticmethod
+    def scale(c: int, h: int, w: int, levels: int, steps: int, hidden: int) -> Compose:
+        """One scale and, inside a ``Partial``, the scales below it; generative order."""
+        c2, h2, w2 = 4 * c, h // 2, w // 2
+        data_to_latent = [Squeeze((c, h, w))] + [GlowStep(c2, h2, w2, hidden) for _ in range(steps)]
+        if levels > 1:  # the first 2C channels go on to the next scale, the others leave as latents
+            inner = Glow.scale(2 * c, h2, w2, levels - 1, steps, hidden)
+            data_to_latent.append(Partial(inner, torch.arange(c2 * h2 * w2 // 2), features=c2 * h2 * w2))
+        return Compose(*reversed(data_to_latent))
+
+    def sample(self, n=1, context=None, temperature: float = 1.0) -> torch.Tensor:
+        """``n`` samples (an int), with the base samples scaled by ``temperature`` (1: plain sampling)."""
+        return sample_at_temperature(self, n, temperature, context)
+
+
+__all__ += ["Glow", "sample_at_temperature"]

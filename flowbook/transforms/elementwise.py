@@ -1,0 +1,163 @@
+r"""Elementwise bijections: a diagonal Jacobian, so the log-determinant is a sum of D terms.
+
+* ``Scaling``: NICE's diagonal rescaling :math:`x = e^{\ell} \odot z`.
+* ``Logit``: the unit cube to all of :math:`\mathbb R^D`, the usual first step for images.
+* ``SinhArcsinh``: the sinh-arcsinh transform (Jones and Pewsey, 2009), described below.
+* ``soft_clamp``: the bound on the log-scale that the affine coupling and autoregressive layers share.
+
+
+Linear layers alone can only produce Gaussians. The smallest nonlinear ingredient is a monotone
+map applied to every coordinate separately; its Jacobian is diagonal, so its log-determinant is a
+sum of D scalar log-derivatives (:math:`O(D)`). Per coordinate, with skew :math:`\epsilon_i` and
+tail weight :math:`\tau_i = e^{\delta_i}`,
+
+.. math::
+    x_i = \sinh(\tau_i \,\mathrm{asinh}(z_i) - \epsilon_i), \qquad
+    \log\left|\frac{\partial x_i}{\partial z_i}\right| = \delta_i + \log\cosh(\tau_i\,\mathrm{asinh}\,z_i - \epsilon_i)
+        - \tfrac12 \log(1 + z_i^2),
+
+with inverse :math:`z_i = \sinh((\mathrm{asinh}(x_i) + \epsilon_i)/\tau_i)`. :math:`\tau > 1` gives
+heavier tails, :math:`\tau < 1` lighter ones, :math:`\epsilon` skews. It starts as the identity.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..core import Bijection
+from ..utils import check_dim
+
+__all__ = ["SinhArcsinh", "Scaling", "Logit", "soft_clamp"]
+
+
+def soft_clamp(raw: torch.Tensor, bound: float | None) -> torch.Tensor:
+    r"""The smooth bound :math:`b\tanh(\tilde s / b)` of a log-scale (``bound=None``: no bound).
+
+    It equals :math:`\tilde s` near 0 (so a zero-initialized layer is the identity and early
+    training is that of a plain ``exp``) and lies in :math:`(-b, b)`, so one layer scales by at
+    most :math:`e^b`: no ``exp`` overflow, and no division by nearly 0 in the inverse.
+
+    Example:
+        >>> import torch
+        >>> soft_clamp(torch.tensor([0.0, 100.0]), 3.0)
+        tensor([0., 3.])
+    """
+    return raw if bound is None else bound * torch.tanh(raw / bound)
+
+
+def _log_cosh(u):
+    # log cosh u = |u| + log(1 + e^{-2|u|}) - log 2, which never overflows.
+    a = u.abs()
+    return a + F.softplus(-2 * a) - math.log(2)
+
+
+class SinhArcsinh(Bijection):
+    r"""Elementwise :math:`x = \sinh(e^{\delta}\,\mathrm{asinh}(z) - \epsilon)` with learnable ``skew`` and ``log_tail``.
+
+    Example:
+        >>> import torch, flowbook
+        >>> b = flowbook.SinhArcsinh(2)
+        >>> z = torch.tensor([[0.5, -1.0]])
+        >>> x, ladj = b(z)   # the identity at initialization
+        >>> torch.allclose(x, z), abs(ladj.item()) < 1e-6
+        (True, True)
+    """
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.features = check_dim(features)
+        self.skew = nn.Parameter(torch.zeros(self.features))
+        self.log_tail = nn.Parameter(torch.zeros(self.features))
+
+    def forward(self, z, context=None):
+        self._check(z, "z")
+        u = self.log_tail.exp() * torch.asinh(z) - self.skew
+        ladj = self.log_tail + _log_cosh(u) - 0.5 * torch.log1p(z * z)
+        return torch.sinh(u), ladj.sum(1)
+
+    def inverse(self, x, context=None):
+        self._check(x, "x")
+        w = (torch.asinh(x) + self.skew) * torch.exp(-self.log_tail)
+        ladj = -self.log_tail + _log_cosh(w) - 0.5 * torch.log1p(x * x)
+        return torch.sinh(w), ladj.sum(1)
+
+
+class Scaling(Bijection):
+    r"""NICE's diagonal rescaling :math:`x_i = \theta_i z_i`, :math:`\det = \prod_i \theta_i`.
+
+    :math:`\theta = e^{\ell}` is stored as ``log_scale`` :math:`\ell` (positive by construction,
+    starts at 1), so :math:`\log|\det| = \sum_i \ell_i` for every input. NICE's couplings preserve
+    volume; this is the only layer of NICE that can expand or shrink it.
+
+    Example:
+        >>> import torch, flowbook
+        >>> s = flowbook.Scaling(2)
+        >>> s.log_scale.data = torch.tensor([2.0, 0.5]).log()
+        >>> round(s(torch.ones(1, 2))[1].exp().item(), 5)  # det = 2 * 0.5
+        1.0
+    """
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.features = check_dim(features)
+        self.log_scale = nn.Parameter(torch.zeros(self.features))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """:math:`\theta`."""
+        return self.log_scale.exp()
+
+    def forward(self, z, context=None):
+        self._check(z, "z")
+        return z * self.log_scale.exp(), self.log_scale.sum().expand(z.shape[0])
+
+    def inverse(self, x, context=None):
+        self._check(x, "x")
+        return x * torch.exp(-self.log_scale), (-self.log_scale.sum()).expand(x.shape[0])
+
+
+class Logit(Bijection):
+    r"""Map the unit cube to all of :math:`\mathbb R^D`, the usual first step for image data.
+
+    ``inverse`` (data y in [0, 1] -> w): :math:`s = \alpha + (1-2\alpha) y`,
+    :math:`w = \log s - \log(1-s)`, with
+    :math:`\log|\partial w/\partial y| = \sum_d \log(1-2\alpha) - \log s_d - \log(1-s_d)`.
+    ``forward`` is the sigmoid way back. ``alpha`` keeps pixels away from 0 and 1.
+
+    The support is :math:`0 < s < 1`, i.e. ``y`` in :math:`(-\alpha/(1-2\alpha),\ 1 + \alpha/(1-2\alpha))`
+    ((0, 1) for ``alpha = 0``). A row with a value outside it has density 0: ``inverse`` returns
+    the log-det :math:`-\infty` for that row (and ``w = 0`` as a finite stand-in), so
+    ``Flow.log_prob`` is ``-inf`` there, and ``fit`` names this layer if training data falls outside.
+
+    Example:
+        >>> import torch, flowbook
+        >>> logit = flowbook.Logit(3, alpha=0.05)
+        >>> w, ladj = logit.inverse(torch.full((2, 3), 0.5))
+        >>> w.abs().max().item(), ladj.shape
+        (0.0, torch.Size([2]))
+    """
+
+    def __init__(self, features: int, alpha: float = 0.05):
+        super().__init__()
+        self.features, self.alpha = check_dim(features), float(alpha)
+        if not 0 <= self.alpha < 0.5:
+            raise ValueError(f"alpha must be in [0, 0.5), got {alpha}")
+
+    def forward(self, w, context=None):
+        self._check(w, "w")
+        s = torch.sigmoid(w)
+        y = (s - self.alpha) / (1 - 2 * self.alpha)
+        ladj = (F.logsigmoid(w) + F.logsigmoid(-w)).sum(1)
+        return y, ladj - self.features * math.log(1 - 2 * self.alpha)
+
+    def inverse(self, y, context=None):
+        self._check(y, "y")
+        s = self.alpha + (1 - 2 * self.alpha) * y
+        inside = (s > 0) & (s < 1)
+        s = torch.where(inside, s, 0.5)  # outside the support: a finite stand-in, log-det -inf below
+        w = s.log() - torch.log1p(-s)
+        ladj = (math.log(1 - 2 * self.alpha) - s.log() - torch.log1p(-s)).sum(1)
+        return w, ladj.masked_fill(~inside.all(1), -math.inf)

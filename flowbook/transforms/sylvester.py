@@ -1,0 +1,229 @@
+r"""Sylvester flows (van den Berg, Hasenclever, Tomczak and Welling, 2018): planar flows with M hidden units.
+
+A planar layer moves points along one direction :math:`u`. A Sylvester layer moves them in an
+M-dimensional subspace (lecture 003, "Residual flows: planar/Sylvester"):
+
+.. math:: f(z) = z + A\, h(Bz + b), \qquad A = QR \in \mathbb R^{D\times M},\quad B = \tilde R Q^\top \in \mathbb R^{M\times D},
+
+with :math:`h = \tanh`, :math:`Q` a :math:`D\times M` matrix with orthonormal columns
+(:math:`Q^\top Q = I_M`) and :math:`R, \tilde R` upper triangular :math:`M\times M`.
+
+**Log-det.** Sylvester's determinant identity :math:`\det(I_D + AB') = \det(I_M + B'A)` with
+:math:`B' = \mathrm{diag}(h')B` turns a :math:`D\times D` determinant into an :math:`M\times M` one,
+and :math:`Q^\top Q = I` leaves a triangular matrix:
+
+.. math:: \log\left|\det\frac{\partial f}{\partial z}\right|
+          = \log\left|\det\bigl(I_M + \mathrm{diag}\, h'(Bz + b)\, \tilde R R\bigr)\right|
+          = \sum_{i=1}^M \log\left|1 + h'(a_i)\, \tilde r_{ii} r_{ii}\right|,
+
+:math:`O(M)` once :math:`a = Bz + b` is known (the diagonal of a product of upper triangular
+matrices is the product of their diagonals). For :math:`M = 1`, :math:`A = r q` and
+:math:`B = \tilde r q^\top` give the planar layer with :math:`u = rq`, :math:`w = \tilde r q`.
+
+**Invertibility.** With :math:`h' \in (0, 1]` the map is invertible when
+:math:`r_{ii}\tilde r_{ii} > -1` for every i (van den Berg et al., Theorem 2). Each diagonal pair
+is reparametrized exactly as ``Planar`` reparametrizes :math:`(u, w)` in one dimension:
+:math:`\hat r_{ii} = r_{ii} + (m(\tilde r_{ii} r_{ii}) - \tilde r_{ii} r_{ii})/\tilde r_{ii}` with
+:math:`m(a) = -1 + \operatorname{softplus}(a)`, so :math:`\tilde r_{ii}\hat r_{ii} = m(\cdot) > -1`
+for every raw value. (The paper bounds both diagonals with a tanh instead.)
+
+**Variants** differ only in how Q is made: ``Sylvester`` orthogonalizes a free
+:math:`D\times M` matrix (a QR decomposition), ``HouseholderSylvester`` multiplies Householder
+reflections, ``TriangularSylvester`` uses the identity or the reversal permutation (M = D; then
+:math:`A, B` are triangular). Like ``Planar``, every variant can be amortized: a network of a
+context (a VAE encoder's features) adds per-row offsets to all raw parameters. There is no
+closed-form inverse: these layers are used in the sampling direction (variational posteriors).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..core import Bijection
+from ..nn import mlp
+from ..utils import check_dim, check_features
+from .residual import Planar
+
+__all__ = ["Sylvester", "HouseholderSylvester", "TriangularSylvester"]
+
+
+class Sylvester(Bijection):
+    r"""Orthogonal Sylvester layer :math:`x = z + QR\tanh(\tilde R Q^\top z + b)`, Q from a QR decomposition.
+
+    Q is the orthonormal factor of a free :math:`D\times M` parameter (``torch.linalg.qr``, which
+    autograd differentiates), so :math:`Q^\top Q = I_M` to round-off for every value of it.
+
+    Args:
+        features: number of features D.
+        m: number of hidden units M, ``1 <= m <= features`` (default: ``features``).
+        context_features: if > 0, the layer is *amortized*: ``mlp(context_features, #raw, hidden,
+            depth=1)`` of the context adds a per-row offset to every raw parameter (R, R̃, b and
+            Q's). Its last layer starts at zero, so a fresh amortized layer equals the direct one.
+        hidden: width of that network.
+        constrain: reparametrize the diagonals so that :math:`r_{ii}\tilde r_{ii} > -1` (default);
+            ``False`` uses the raw diagonals (the map can fold, as an unconstrained ``Planar``).
+
+    Example:
+        >>> import torch, flowbook
+        >>> layer = flowbook.Sylvester(4, m=2).double()
+        >>> z = torch.randn(5, 4, dtype=torch.float64)
+        >>> x, ladj = layer(z)
+        >>> torch.allclose(ladj, flowbook.logabsdet(layer, z))
+        True
+        >>> R, R_tilde = layer.triangular()[:2]
+        >>> bool((R.diagonal(dim1=-2, dim2=-1) * R_tilde.diagonal(dim1=-2, dim2=-1) > -1).all())
+        True
+    """
+
+    def __init__(self, features: int, m: int | None = None, context_features: int = 0, hidden: int = 32,
+                 constrain: bool = True):
+        super().__init__()
+        self.features = d = check_dim(features)
+        self.m = m = d if m is None else check_dim(m, "m")
+        if m > d:
+            raise ValueError(f"m (hidden units) must be at most features = {d}, got {m}")
+        self.constrain = constrain
+        # R (the A side) starts small, R~ (the B side) of order 1: like Planar's u and w
+        self.r = nn.Parameter(0.1 * torch.randn(m, m) / m ** 0.5)
+        self.r_tilde = nn.Parameter(torch.randn(m, m) / m ** 0.5)
+        self.b = nn.Parameter(torch.zeros(m))
+        self.q_raw = self.make_q_parameter()
+        self.context_features = 0 if not context_features else check_dim(context_features, "context_features")
+        if self.context_features:
+            self.net = mlp(self.context_features, self.n_raw(), hidden, depth=1, activation=nn.Tanh)
+
+    # ------------------------------------------------------------------ what the variants change
+    def make_q_parameter(self) -> nn.Parameter | None:
+        """The raw parameter Q is made from: here a free ``(D, M)`` matrix."""
+        return nn.Parameter(torch.randn(self.features, self.m))
+
+    def orthonormal(self, q_raw: torch.Tensor) -> torch.Tensor:
+        """``(n, D, M)`` matrices with orthonormal columns from ``(n, D, M)`` raw ones: the Q of a QR."""
+        return torch.linalg.qr(q_raw).Q
+
+    # ------------------------------------------------------------------ shared machinery
+    def n_raw(self) -> int:
+        """How many raw numbers an amortization network offsets: R, R̃, b and Q's raw parameter."""
+        return 2 * self.m * self.m + self.m + (0 if self.q_raw is None else self.q_raw.numel())
+
+    def raw_parameters(self, context=None, n: int = 1):
+        """``(r, r_tilde, b, q_raw)`` with a leading batch dimension (1, or n amortized rows)."""
+        raw = [self.r.unsqueeze(0), self.r_tilde.unsqueeze(0), self.b.unsqueeze(0)]
+        raw.append(None if self.q_raw is None else self.q_raw.unsqueeze(0))
+        if not self.context_features:
+            return raw
+        if context is None:
+            raise ValueError(f"this {type(self).__name__} layer is amortized (context_features="
+                             f"{self.context_features}): pass context of shape (batch, {self.context_features})")
+        check_features(context, self.context_features, "context")
+        if context.shape[0] != n:
+            raise ValueError(f"context has {context.shape[0]} rows, expected {n} (one per row of z)")
+        offsets = self.net(context).split([p.numel() for p in raw if p is not None], dim=1)
+        return [None if p is None else p + o.reshape(n, *p.shape[1:])
+                for p, o in zip(raw, offsets + (None,) * (len(raw) - len(offsets)))]
+
+    def triangular(self, context=None, n: int = 1):
+        r"""``(R, R~, b, Q)`` as the layer uses them: ``(k, M, M)``, ``(k, M, M)``, ``(k, M)``, ``(k, D, M)``.
+
+        k is 1 for a direct layer, the number of context rows for an amortized one. The
+        diagonal of R is reparametrized (unless ``constrain=False``) so that
+        :math:`r_{ii}\tilde r_{ii} > -1`.
+        """
+        r, r_tilde, b, q_raw = self.raw_parameters(context, n)
+        diag, diag_tilde = r.diagonal(dim1=-2, dim2=-1), r_tilde.diagonal(dim1=-2, dim2=-1)
+        if self.constrain:  # Planar's (u, w) rule, one diagonal pair at a time
+            diag = Planar.constrain_u(diag.unsqueeze(-1), diag_tilde.unsqueeze(-1)).squeeze(-1)
+        R = r.triu(1) + torch.diag_embed(diag)
+        R_tilde = r_tilde.triu(1) + torch.diag_embed(diag_tilde)
+        return R, R_tilde, b, self.orthonormal(q_raw)
+
+    def forward(self, z, context=None):
+        self._check(z, "z")
+        R, R_tilde, b, Q = self.triangular(context, z.shape[0])
+        qz = (z.unsqueeze(1) @ Q).squeeze(1)                               # Q^T z, (n, M)
+        h = torch.tanh((qz.unsqueeze(1) @ R_tilde.transpose(1, 2)).squeeze(1) + b)   # h(R~ Q^T z + b)
+        x = z + ((h.unsqueeze(1) @ R.transpose(1, 2)) @ Q.transpose(1, 2)).squeeze(1)  # z + Q R h
+        # det(I + diag(h') R~ R): triangular, diagonal 1 + h'_i r~_ii r_ii, with h' = 1 - tanh^2
+        diag = R.diagonal(dim1=-2, dim2=-1) * R_tilde.diagonal(dim1=-2, dim2=-1)
+        return x, torch.log(torch.abs(1 + (1 - h.pow(2)) * diag)).sum(-1)
+
+    def inverse(self, x, context=None):
+        raise NotImplementedError(
+            f"{type(self).__name__} has no closed-form inverse, so it cannot evaluate log_prob of given points; "
+            "use it in the sampling direction: Flow.sample_and_log_prob (a VAE posterior, flowbook.fit_reverse_kl)"
+        )
+
+    def extra_repr(self):
+        amortized = f", context_features={self.context_features}" if self.context_features else ""
+        return f"features={self.features}, m={self.m}{amortized}, constrain={self.constrain}"
+
+
+class HouseholderSylvester(Sylvester):
+    r"""Sylvester layer whose Q is the first M columns of :math:`H_1\cdots H_K`, Householder reflections.
+
+    :math:`H_k = I - 2 v_k v_k^\top/\lVert v_k\rVert^2` is orthogonal, so any product of them is,
+    and its first M columns are orthonormal. van den Berg et al. use M = D (the default here).
+
+    Args:
+        features, m, context_features, hidden, constrain: as ``Sylvester``.
+        reflections: the number K of reflections (default: ``features``).
+
+    Example:
+        >>> import torch, flowbook
+        >>> layer = flowbook.HouseholderSylvester(3, reflections=2).double()
+        >>> Q = layer.triangular()[3][0]
+        >>> torch.allclose(Q.T @ Q, torch.eye(3, dtype=torch.float64))
+        True
+    """
+
+    def __init__(self, features: int, m: int | None = None, reflections: int | None = None,
+                 context_features: int = 0, hidden: int = 32, constrain: bool = True):
+        self.reflections = check_dim(features if reflections is None else reflections, "reflections")
+        super().__init__(features, m, context_features, hidden, constrain)
+
+    def make_q_parameter(self) -> nn.Parameter:
+        """K raw reflection vectors, ``(K, D)``."""
+        return nn.Parameter(torch.randn(self.reflections, self.features))
+
+    def orthonormal(self, q_raw: torch.Tensor) -> torch.Tensor:
+        """``H_1 ... H_K`` applied to the first M columns of the identity, for each row's vectors ``(n, K, D)``."""
+        n = q_raw.shape[0]
+        Q = torch.eye(self.features, self.m, dtype=q_raw.dtype, device=q_raw.device).expand(n, -1, -1)
+        for k in range(self.reflections - 1, -1, -1):  # H_K acts first
+            v = q_raw[:, k].unsqueeze(-1)                                   # (n, D, 1)
+            Q = Q - 2 * v @ (v.transpose(1, 2) @ Q) / (v.transpose(1, 2) @ v).clamp_min(1e-30)
+        return Q
+
+
+class TriangularSylvester(Sylvester):
+    r"""Sylvester layer with Q a permutation (M = D): the identity, or the reversal with ``reverse=True``.
+
+    Then :math:`A = QR` and :math:`B = \tilde R Q^\top` are triangular up to the permutation; stacks
+    alternate ``reverse`` so that every feature is eventually moved by every other one.
+
+    Example:
+        >>> import torch, flowbook
+        >>> layer = flowbook.TriangularSylvester(3, reverse=True)
+        >>> layer.triangular()[3][0]
+        tensor([[0., 0., 1.],
+                [0., 1., 0.],
+                [1., 0., 0.]])
+    """
+
+    def __init__(self, features: int, reverse: bool = False, context_features: int = 0, hidden: int = 32,
+                 constrain: bool = True):
+        self.reverse = bool(reverse)
+        super().__init__(features, None, context_features, hidden, constrain)
+        eye = torch.eye(self.features)
+        self.register_buffer("permutation", eye.flip(1) if self.reverse else eye)
+
+    def make_q_parameter(self) -> None:
+        """No raw parameter: Q is a fixed permutation."""
+        return None
+
+    def orthonormal(self, q_raw) -> torch.Tensor:
+        """The permutation matrix, ``(1, D, D)``."""
+        return self.permutation.unsqueeze(0)
+
+    def extra_repr(self):
+        return super().extra_repr() + f", reverse={self.reverse}"

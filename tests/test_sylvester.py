@@ -1,0 +1,102 @@
+"""Sylvester flows: log-det against autograd for every variant (direct and amortized), M = 1 is the
+planar layer, the diagonal reparametrization keeps r_ii r~_ii > -1 for extreme raw values."""
+import pytest
+import torch
+
+import flowbook as fb
+from _helpers import randomize
+
+VARIANTS = [
+    ("orthogonal", lambda **kw: fb.Sylvester(5, m=3, **kw)),
+    ("orthogonal-full", lambda **kw: fb.Sylvester(4, **kw)),
+    ("householder", lambda **kw: fb.HouseholderSylvester(5, m=4, reflections=3, **kw)),
+    ("triangular", lambda **kw: fb.TriangularSylvester(5, **kw)),
+    ("triangular-reversed", lambda **kw: fb.TriangularSylvester(5, reverse=True, **kw)),
+]
+
+
+@pytest.mark.parametrize("make", [m for _, m in VARIANTS], ids=[n for n, _ in VARIANTS])
+@pytest.mark.parametrize("context_features", [0, 3])
+def test_every_variant_passes_the_checker_at_random_parameters(make, context_features):
+    layer = randomize(make(context_features=context_features), 0.8)
+    z = 2 * torch.randn(16, layer.features)
+    context = torch.randn(16, 3) if context_features else None
+    report = fb.check_bijection(layer, z, context=context, atol=1e-9)
+    assert not report.perturbed and not report.has_inverse
+    x, ladj = layer(z, context)
+    assert (x - z).abs().max() > 1e-2 and ladj.abs().max() > 1e-2  # the check was not at the identity
+    if context is not None:  # the parameters depend on the context
+        assert (layer(z, context + 1)[0] - x).abs().max() > 1e-3
+
+
+def test_q_has_orthonormal_columns_and_the_logdet_is_the_triangular_formula():
+    for layer in (randomize(fb.Sylvester(6, m=4), 1.0), randomize(fb.HouseholderSylvester(6, m=3), 1.0)):
+        R, R_tilde, b, Q = layer.triangular()
+        assert torch.allclose(Q[0].T @ Q[0], torch.eye(Q.shape[-1]), atol=1e-12)
+        z = torch.randn(5, 6)
+        A, B = Q[0] @ R[0], R_tilde[0] @ Q[0].T
+        h = torch.tanh(z @ B.T + b)
+        dense = torch.eye(6) + A @ torch.diag_embed(1 - h.pow(2)) @ B      # full D x D Jacobian
+        assert torch.allclose(layer(z)[0], z + h @ A.T)
+        assert torch.allclose(layer(z)[1], torch.linalg.slogdet(dense).logabsdet, atol=1e-10)
+
+
+def test_m_equal_one_is_the_planar_layer():
+    layer = randomize(fb.Sylvester(4, m=1), 1.0)
+    R, R_tilde, b, Q = layer.triangular()
+    q = Q[0, :, 0]
+    # Planar's u is the raw A side, w the B side: both layers apply the same constraint
+    planar = fb.Planar(4, u=layer.r[0, 0].detach() * q.detach(), w=R_tilde[0, 0, 0].detach() * q.detach(),
+                       b=b.item())
+    z = 3 * torch.randn(20, 4)
+    (x_s, l_s), (x_p, l_p) = layer(z), planar(z)
+    assert torch.allclose(x_s, x_p, atol=1e-12) and torch.allclose(l_s, l_p, atol=1e-12)
+    assert torch.allclose(planar.u_hat(), R[0, 0, 0] * q, atol=1e-12)
+
+
+def test_the_diagonal_constraint_holds_for_extreme_raw_values():
+    layer = fb.TriangularSylvester(5)
+    raw_r = torch.tensor([-50.0, 1e3, 0.0, -1e3, 3.0])
+    raw_rt = torch.tensor([0.5, 1e3, 5.0, 1e-8, -1e-12])
+    with torch.no_grad():
+        layer.r.copy_(torch.diag(raw_r))
+        layer.r_tilde.copy_(torch.diag(raw_rt))
+    R, R_tilde, _, _ = layer.triangular()
+    products = R[0].diagonal() * R_tilde[0].diagonal()
+    expected = -1 + torch.nn.functional.softplus(raw_r * raw_rt)     # Planar's m(r r~)
+    assert torch.isfinite(products).all() and (products > -1).all()
+    assert torch.allclose(products, expected, rtol=1e-9, atol=1e-12)
+    x, ladj = layer(torch.randn(200, 5) * 10)
+    assert torch.isfinite(x).all() and torch.isfinite(ladj).all()
+    layer.constrain = False
+    raw = layer.triangular()
+    assert (raw[0][0].diagonal() * raw[1][0].diagonal()).min() < -1  # the raw values would fold
+
+
+def test_fold_without_the_constraint_and_none_with_it():
+    """1-D case (D = M = 1): x = z + r tanh(r~ z); with r r~ = -3 the map folds, constrained it is increasing."""
+    z = torch.linspace(-4, 4, 2001).unsqueeze(1)
+    for constrain, monotone in ((True, True), (False, False)):
+        layer = fb.TriangularSylvester(1, constrain=constrain)
+        with torch.no_grad():
+            layer.r.fill_(-3.0), layer.r_tilde.fill_(1.0), layer.b.zero_()
+        x = layer(z)[0].squeeze(1)
+        assert bool((x.diff() > 0).all()) is monotone
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="at most features"):
+        fb.Sylvester(3, m=4)
+    with pytest.raises(ValueError, match="amortized"):
+        fb.Sylvester(3, context_features=2)(torch.randn(2, 3))
+    with pytest.raises(NotImplementedError, match="HouseholderSylvester has no closed-form inverse"):
+        fb.HouseholderSylvester(3).inverse(torch.randn(2, 3))
+
+
+def test_sylvester_layers_train_in_a_flow_by_reverse_kl():
+    """A stack samples with its log-density (Flow.sample_and_log_prob) and gradients reach every parameter."""
+    flow = fb.Flow(fb.StandardNormal(3), [fb.Sylvester(3, m=2), fb.HouseholderSylvester(3),
+                                         fb.TriangularSylvester(3, reverse=True)])
+    x, log_p = flow.sample_and_log_prob(8)
+    log_p.sum().backward()
+    assert x.shape == (8, 3) and all(p.grad is not None for p in flow.parameters())
