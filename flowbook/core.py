@@ -71,7 +71,7 @@ class Bijection(nn.Module):
         """The inverse bijection, whose ``forward`` is this one's ``inverse``."""
         return Inverse(self)
 
-    def _check(self, x, name):
+    def check_input(self, x, name):
         """Raise unless ``x`` is a ``(batch, features)`` floating tensor of this layer's dtype (Python-only checks).
 
         A layer does not convert: data is converted where it enters (``Flow.log_prob``, ``fit``).

@@ -289,3 +289,31 @@ class VectorField(nn.Module):
 
 
 __all__ += ["VectorField"]
+
+
+class LinearField(nn.Module):
+    r"""The linear vector field :math:`v(t, z) = A z`: its flow is :math:`e^{tA}` with log-det :math:`t\,\mathrm{tr}A`.
+
+    The one field whose ODE flow is known in closed form, so solvers and trace estimators can be
+    checked against it. ``A`` is a learnable ``(features, features)`` matrix.
+
+    Example:
+        >>> import torch
+        >>> field = LinearField(torch.eye(2))
+        >>> field(0.0, torch.ones(1, 2)).tolist()
+        [[1.0, 1.0]]
+    """
+
+    def __init__(self, matrix: torch.Tensor):
+        super().__init__()
+        matrix = torch.as_tensor(matrix)
+        if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
+            raise ValueError(f"matrix must be square, got shape {tuple(matrix.shape)}")
+        self.features = matrix.shape[0]
+        self.A = nn.Parameter(matrix.detach().clone())
+
+    def forward(self, t, z):
+        return z @ self.A.T
+
+
+__all__ += ["LinearField"]

@@ -12,15 +12,7 @@ from flowbook.timing import loglog_slope
 from _helpers import randomize
 
 
-class LinearField(nn.Module):
-    """v(t, z) = A z, whose flow is expm(tA) with log-det t tr(A)."""
-
-    def __init__(self, A):
-        super().__init__()
-        self.A = nn.Parameter(A.clone())
-
-    def forward(self, t, z):
-        return z @ self.A.T
+LinearField = fb.nn.LinearField
 
 
 A = torch.tensor([[0.3, -1.2, 0.4], [0.9, -0.5, 0.2], [-0.3, 0.6, 0.1]], dtype=torch.float64)

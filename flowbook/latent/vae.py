@@ -3,8 +3,11 @@ r"""The variational autoencoder, with an optional flow in its posterior and a pl
 A VAE models :math:`p(x) = \int p(x|z)\,p(z)\,dz` and trains an encoder
 :math:`q(z|x) = \mathcal N(\mu(x), \mathrm{diag}\,\sigma^2(x))` by maximizing the ELBO
 
-.. math:: \mathcal L(x) = \mathbb E_{q(z|x)}[\log p(x|z)] - \mathrm{KL}(q(z|x)\,\|\,p(z))
-          = \log p(x) - \mathrm{KL}(q(z|x)\,\|\,p(z|x)) \le \log p(x).
+.. math::
+    \begin{aligned}
+    \mathcal L(x) &= \mathbb E_{q(z|x)}[\log p(x|z)] - \mathrm{KL}(q(z|x)\,\|\,p(z)) \\
+    &= \log p(x) - \mathrm{KL}(q(z|x)\,\|\,p(z|x)) \le \log p(x).
+    \end{aligned}
 
 Samples are reparameterized, :math:`z = \mu + \sigma\odot\varepsilon`, :math:`\varepsilon\sim\mathcal N(0, I)`,
 so the Monte Carlo ELBO is differentiable in the encoder's parameters.

@@ -88,7 +88,7 @@ class MaskedAffineAutoregressive(Bijection):
         return u, log_scale
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         if self.mode == "iaf":  # x = z e^alpha(z) + mu(z): one pass
             shift, log_scale = self.shift_and_log_scale(z, context)
             return z * torch.exp(log_scale) + shift, log_scale.sum(1)
@@ -97,7 +97,7 @@ class MaskedAffineAutoregressive(Bijection):
         return x, log_scale.sum(1)
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         if self.mode == "maf":  # z = (x - mu(x)) e^-alpha(x): one pass
             shift, log_scale = self.shift_and_log_scale(x, context)
             return (x - shift) * torch.exp(-log_scale), -log_scale.sum(1)

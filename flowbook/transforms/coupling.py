@@ -152,13 +152,13 @@ class AdditiveCoupling(Coupling):
         super().__init__(mask, 1, net, hidden, depth, context_features, dropout)
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         z_a, z_b = self.split(z)
         x_b = z_b + self.conditioner(z_a, context)
         return self.merge(z, x_b), z.new_zeros(z.shape[0])
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         x_a, x_b = self.split(x)
         z_b = x_b - self.conditioner(x_a, context)
         return self.merge(x, z_b), x.new_zeros(x.shape[0])
@@ -196,14 +196,14 @@ class AffineCoupling(Coupling):
         return shift, soft_clamp(raw, self.clamp)
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         z_a, z_b = self.split(z)
         shift, log_scale = self.shift_and_log_scale(z_a, context)
         x_b = z_b * torch.exp(log_scale) + shift
         return self.merge(z, x_b), log_scale.sum(1)
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         x_a, x_b = self.split(x)
         shift, log_scale = self.shift_and_log_scale(x_a, context)
         z_b = (x_b - shift) * torch.exp(-log_scale)

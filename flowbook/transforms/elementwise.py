@@ -12,9 +12,11 @@ sum of D scalar log-derivatives (:math:`O(D)`). Per coordinate, with skew :math:
 tail weight :math:`\tau_i = e^{\delta_i}`,
 
 .. math::
-    x_i = \sinh(\tau_i \,\mathrm{asinh}(z_i) - \epsilon_i), \qquad
-    \log\left|\frac{\partial x_i}{\partial z_i}\right| = \delta_i + \log\cosh(\tau_i\,\mathrm{asinh}\,z_i - \epsilon_i)
+    \begin{aligned}
+    x_i &= \sinh(\tau_i \,\mathrm{asinh}(z_i) - \epsilon_i), \\
+    \log\left|\frac{\partial x_i}{\partial z_i}\right| &= \delta_i + \log\cosh(\tau_i\,\mathrm{asinh}\,z_i - \epsilon_i)
         - \tfrac12 \log(1 + z_i^2),
+    \end{aligned}
 
 with inverse :math:`z_i = \sinh((\mathrm{asinh}(x_i) + \epsilon_i)/\tau_i)`. :math:`\tau > 1` gives
 heavier tails, :math:`\tau < 1` lighter ones, :math:`\epsilon` skews. It starts as the identity.
@@ -73,13 +75,13 @@ class SinhArcsinh(Bijection):
         self.log_tail = nn.Parameter(torch.zeros(self.features))
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         u = self.log_tail.exp() * torch.asinh(z) - self.skew
         ladj = self.log_tail + _log_cosh(u) - 0.5 * torch.log1p(z * z)
         return torch.sinh(u), ladj.sum(1)
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         w = (torch.asinh(x) + self.skew) * torch.exp(-self.log_tail)
         ladj = -self.log_tail + _log_cosh(w) - 0.5 * torch.log1p(x * x)
         return torch.sinh(w), ladj.sum(1)
@@ -111,11 +113,11 @@ class Scaling(Bijection):
         return self.log_scale.exp()
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         return z * self.log_scale.exp(), self.log_scale.sum().expand(z.shape[0])
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         return x * torch.exp(-self.log_scale), (-self.log_scale.sum()).expand(x.shape[0])
 
 
@@ -147,14 +149,14 @@ class Logit(Bijection):
             raise ValueError(f"alpha must be in [0, 0.5), got {alpha}")
 
     def forward(self, w, context=None):
-        self._check(w, "w")
+        self.check_input(w, "w")
         s = torch.sigmoid(w)
         y = (s - self.alpha) / (1 - 2 * self.alpha)
         ladj = (F.logsigmoid(w) + F.logsigmoid(-w)).sum(1)
         return y, ladj - self.features * math.log(1 - 2 * self.alpha)
 
     def inverse(self, y, context=None):
-        self._check(y, "y")
+        self.check_input(y, "y")
         s = self.alpha + (1 - 2 * self.alpha) * y
         inside = (s > 0) & (s < 1)
         s = torch.where(inside, s, 0.5)  # outside the support: a finite stand-in, log-det -inf below

@@ -88,12 +88,12 @@ class InvertibleConv1x1(Bijection):
         return h * w * self.linear.log_abs_det()
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         x, _ = self.linear(to_pixels(z, self.shape))        # W times the channel vector of every pixel
         return from_pixels(x, self.shape), self.log_abs_det().expand(z.shape[0])
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         z, _ = self.linear.inverse(to_pixels(x, self.shape))  # two triangular solves per pixel row
         return from_pixels(z, self.shape), (-self.log_abs_det()).expand(x.shape[0])
 
@@ -140,13 +140,13 @@ class ActNormChannels(Bijection):
         self.initialized.fill_(True)
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         c, h, w = self.shape
         x = z.reshape(-1, c, h * w) * self.log_scale.exp().unsqueeze(1) + self.shift.unsqueeze(1)
         return x.reshape(z.shape), (h * w * self.log_scale.sum()).expand(z.shape[0])
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         if self.training and not self.initialized:
             self.initialize(x.detach())
         c, h, w = self.shape

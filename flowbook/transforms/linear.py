@@ -40,12 +40,12 @@ class Affine(Bijection):
         self.shift = nn.Parameter(torch.zeros(self.features))
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         x = z * self.log_scale.exp() + self.shift
         return x, self.log_scale.sum().expand(z.shape[0])
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         z = (x - self.shift) * torch.exp(-self.log_scale)
         return z, (-self.log_scale.sum()).expand(x.shape[0])
 
@@ -107,7 +107,7 @@ class LULinear(Bijection):
         return self.log_diag.sum()
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         L, U = self._factors()
         x = (z @ U.T @ L.T) @ self.perm.T  # W z row-wise, without forming W (O(B D^2))
         if self.bias is not None:
@@ -115,7 +115,7 @@ class LULinear(Bijection):
         return x, self.log_abs_det().expand(z.shape[0])
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         if self.bias is not None:
             x = x - self.bias
         L, U = self._factors()
@@ -193,7 +193,7 @@ class QRLinear(Bijection):
         return self.log_diag.sum()
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         y = z @ self._R().T  # R z, row-wise
         for u in self._units().flip(0):  # Q y = H_1(H_2(...H_K y)): the last reflection acts first
             y = self._reflect(y, u)
@@ -202,7 +202,7 @@ class QRLinear(Bijection):
         return y, self.log_abs_det().expand(z.shape[0])
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         y = x - self.bias if self.bias is not None else x
         for u in self._units():  # Q^T = H_K ... H_1 (each H is its own inverse)
             y = self._reflect(y, u)
@@ -234,11 +234,11 @@ class Permutation(Bijection):
         self.register_buffer("inv_perm", perm.argsort())
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         return z[:, self.perm], z.new_zeros(z.shape[0])
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         return x[:, self.inv_perm], x.new_zeros(x.shape[0])
 
 

@@ -97,9 +97,9 @@ class Partial(Bijection):
         return v.index_copy(1, self.index, out), ladj
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         return self._run(z, context, self.bijection.forward)
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         return self._run(x, context, self.bijection.inverse)

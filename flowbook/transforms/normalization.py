@@ -56,7 +56,7 @@ class ActNorm(Affine):
         self.initialized.fill_(True)
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         if self.training and not self.initialized:
             self.initialize(x.detach())
         return super().inverse(x, context)
@@ -102,12 +102,12 @@ class BatchNorm(Bijection):
         return self.running_mean, self.running_var
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         mean, var = self._stats(x)
         log_s = self.log_gamma - 0.5 * torch.log(var + self.eps)
         return (x - mean) * log_s.exp() + self.beta, log_s.sum().expand(x.shape[0])
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         log_s = self.log_gamma - 0.5 * torch.log(self.running_var + self.eps)
         return (z - self.beta) * torch.exp(-log_s) + self.running_mean, (-log_s.sum()).expand(z.shape[0])

@@ -156,11 +156,11 @@ class ODEFlow(Bijection):
             check_dim(steps, "steps")
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         return self.integrate(z, self.t0, self.t1, context)
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         return self.integrate(x, self.t1, self.t0, context)
 
     def integrate(self, z, t_start: float, t_end: float, context=None):

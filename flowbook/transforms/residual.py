@@ -56,6 +56,16 @@ def _vector(value, dim, name, default):
     return v.clone()
 
 
+def check_amortized_context(layer, context, n: int) -> None:
+    """Raise unless ``context`` is the ``(n, context_features)`` input an amortized ``layer`` needs."""
+    if context is None:
+        raise ValueError(f"this {type(layer).__name__} layer is amortized (context_features="
+                         f"{layer.context_features}): pass context of shape (batch, {layer.context_features})")
+    check_features(context, layer.context_features, "context")
+    if context.shape[0] != n:
+        raise ValueError(f"context has {context.shape[0]} rows, expected {n} (one per row of z)")
+
+
 class Planar(Bijection):
     r"""Planar layer :math:`x = z + \hat u \tanh(w^\top z + b)`, direct or amortized.
 
@@ -117,12 +127,7 @@ class Planar(Bijection):
         """``(u_hat, w, b)`` with shapes ``(n or 1, D), (n or 1, D), (n or 1, 1)``, per context row."""
         u, w, b = self.u.unsqueeze(0), self.w.unsqueeze(0), self.b.reshape(1, 1)
         if self.context_features:
-            if context is None:
-                raise ValueError(f"this Planar layer is amortized (context_features={self.context_features}): "
-                                 f"pass context of shape (batch, {self.context_features})")
-            check_features(context, self.context_features, "context")
-            if context.shape[0] != n:
-                raise ValueError(f"context has {context.shape[0]} rows, expected {n} (one per row of z)")
+            check_amortized_context(self, context, n)
             d = self.features
             out = self.net(context)
             u, w, b = u + out[:, :d], w + out[:, d:2 * d], b + out[:, 2 * d:]
@@ -131,7 +136,7 @@ class Planar(Bijection):
         return u, w, b
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         u, w, b = self.parameters_for(context, z.shape[0])
         h = torch.tanh((z * w).sum(-1, keepdim=True) + b)
         x = z + u * h
@@ -193,7 +198,7 @@ class Radial(Bijection):
         return (self.features - 1) * torch.log1p(bh) + torch.log1p(beta * alpha / (alpha + r).pow(2))
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         alpha, beta = self.alpha, self.beta
         diff = z - self.z0
         r = diff.norm(dim=-1, keepdim=True)
@@ -201,7 +206,7 @@ class Radial(Bijection):
         return x, self._logdet(r, alpha, beta).squeeze(-1)
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         alpha, beta = self.alpha, self.beta
         diff = x - self.z0
         rx = diff.norm(dim=-1, keepdim=True)

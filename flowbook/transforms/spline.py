@@ -179,12 +179,12 @@ class Spline(Bijection):
         self.derivatives = nn.Parameter(torch.zeros(self.features, self.bins - 1))
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         x, ladj = rational_quadratic_spline(z, self.widths, self.heights, self.derivatives, self.bound)
         return x, ladj.sum(1)
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         z, ladj = rational_quadratic_spline(x, self.widths, self.heights, self.derivatives, self.bound, inverse=True)
         return z, ladj.sum(1)
 
@@ -228,13 +228,13 @@ class SplineCoupling(Coupling):
         return theta.transpose(1, 2).split([self.bins, self.bins, self.bins - 1], dim=-1)
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         z_a, z_b = self.split(z)
         x_b, ladj = rational_quadratic_spline(z_b, *self.spline_parameters(z_a, context), self.bound)
         return self.merge(z, x_b), ladj.sum(1)
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         x_a, x_b = self.split(x)
         z_b, ladj = rational_quadratic_spline(x_b, *self.spline_parameters(x_a, context), self.bound, inverse=True)
         return self.merge(x, z_b), ladj.sum(1)
@@ -286,7 +286,7 @@ class SplineAutoregressive(Bijection):
         return u, ladj
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         if self.mode == "iaf":  # x_i = RQS(z_i; theta(z_<i)): one pass
             x, ladj = rational_quadratic_spline(z, *self.spline_parameters(z, context), self.bound)
         else:  # MAF sampling: x_i = RQS(z_i; theta(x_<i)), one degree level per pass
@@ -294,7 +294,7 @@ class SplineAutoregressive(Bijection):
         return x, ladj.sum(1)
 
     def inverse(self, x, context=None):
-        self._check(x, "x")
+        self.check_input(x, "x")
         if self.mode == "maf":  # z_i = RQS^-1(x_i; theta(x_<i)): one pass
             z, ladj = rational_quadratic_spline(x, *self.spline_parameters(x, context), self.bound, inverse=True)
         else:  # IAF density: z_i = RQS^-1(x_i; theta(z_<i)), one degree level per pass

@@ -41,8 +41,8 @@ from torch import nn
 
 from ..core import Bijection
 from ..nn import mlp
-from ..utils import check_dim, check_features
-from .residual import Planar
+from ..utils import check_dim
+from .residual import Planar, check_amortized_context
 
 __all__ = ["Sylvester", "HouseholderSylvester", "TriangularSylvester"]
 
@@ -112,12 +112,7 @@ class Sylvester(Bijection):
         raw.append(None if self.q_raw is None else self.q_raw.unsqueeze(0))
         if not self.context_features:
             return raw
-        if context is None:
-            raise ValueError(f"this {type(self).__name__} layer is amortized (context_features="
-                             f"{self.context_features}): pass context of shape (batch, {self.context_features})")
-        check_features(context, self.context_features, "context")
-        if context.shape[0] != n:
-            raise ValueError(f"context has {context.shape[0]} rows, expected {n} (one per row of z)")
+        check_amortized_context(self, context, n)
         offsets = self.net(context).split([p.numel() for p in raw if p is not None], dim=1)
         return [None if p is None else p + o.reshape(n, *p.shape[1:])
                 for p, o in zip(raw, offsets + (None,) * (len(raw) - len(offsets)))]
@@ -138,7 +133,7 @@ class Sylvester(Bijection):
         return R, R_tilde, b, self.orthonormal(q_raw)
 
     def forward(self, z, context=None):
-        self._check(z, "z")
+        self.check_input(z, "z")
         R, R_tilde, b, Q = self.triangular(context, z.shape[0])
         qz = (z.unsqueeze(1) @ Q).squeeze(1)                               # Q^T z, (n, M)
         h = torch.tanh((qz.unsqueeze(1) @ R_tilde.transpose(1, 2)).squeeze(1) + b)   # h(R~ Q^T z + b)
