@@ -9,7 +9,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-__all__ = []
+__all__ = ["directions", "coupling", "autoregressive", "multiscale", "vae_flow_posterior"]
 
 
 def _ax(ax, size):
@@ -33,8 +33,6 @@ def _arrow(ax, start, end, text=None, color="0.2", fontsize=9, rad=0.0):
     if text:
         ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.08, text, ha="center", va="bottom",
                 fontsize=fontsize, color=color)
-
-# Diagram functions are appended below, one per figure (each adds its name to __all__).
 
 
 # ----------------------------------------------------------------------------- layers (chapters 4-6)
@@ -82,9 +80,6 @@ def coupling(affine: bool = True, ax=None):
     return ax
 
 
-__all__ += ["coupling"]
-
-
 def autoregressive(mode: str = "maf", ax=None):
     r"""Which side a MADE reads in a MAF or IAF layer, and what that costs in each direction.
 
@@ -124,9 +119,6 @@ def autoregressive(mode: str = "maf", ax=None):
     ax.set_xlim(-0.6, 7.0), ax.set_ylim(0.2, 4.1)
     ax.set_title(f"{title}: the MADE reads {'x' if mode == 'maf' else 'z'}", fontsize=11)
     return ax
-
-
-__all__ += ["autoregressive"]
 
 
 def multiscale(ax=None):
@@ -177,9 +169,6 @@ def multiscale(ax=None):
     return ax
 
 
-__all__ += ["multiscale"]
-
-
 def vae_flow_posterior(ax=None):
     """A VAE whose posterior is a flow: encoder, reparameterized draw, flow layers, decoder, prior.
 
@@ -216,9 +205,6 @@ def vae_flow_posterior(ax=None):
     ax.set_title("A flow in the VAE's posterior: one sampled path $z_0 \\to z_T$ per image, "
                  "scored by four terms", fontsize=11)
     return ax
-
-
-__all__ += ["vae_flow_posterior"]
 
 
 # ----------------------------------------------------------------------------- directions (notation, chapter 3)
@@ -262,4 +248,3 @@ def directions(ax=None):
     return ax
 
 
-__all__ += ["directions"]
