@@ -119,6 +119,23 @@ class Planar(Bijection):
         nonzero = norm2 > 0
         return torch.where(nonzero, u + (m - wu) * w / torch.where(nonzero, norm2, 1.0), u)
 
+    @torch.no_grad()
+    def start_as_identity(self) -> "Planar":
+        r"""Set ``u`` so that :math:`\hat u = 0`: the layer (and, fresh, its amortized version) is the identity.
+
+        With :math:`u = a_0 w/\lVert w\rVert^2`, :math:`a_0 = \log(e - 1)`, the constraint gives
+        :math:`m(w^\top u) = -1 + \operatorname{softplus}(a_0) = 0`, so :math:`\hat u = 0`. Returns the layer.
+
+        Example:
+            >>> import torch, flowbook
+            >>> layer = flowbook.Planar(2).start_as_identity()
+            >>> z = torch.randn(3, 2)
+            >>> torch.allclose(layer(z)[0], z, atol=1e-6)
+            True
+        """
+        self.u.copy_(math.log(math.e - 1) * self.w / self.w.pow(2).sum())
+        return self
+
     def u_hat(self) -> torch.Tensor:
         """The vector ``u`` the direct layer actually uses (constrained unless ``constrain=False``)."""
         return self.constrain_u(self.u, self.w) if self.constrain else self.u

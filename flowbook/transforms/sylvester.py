@@ -36,6 +36,8 @@ closed-form inverse: these layers are used in the sampling direction (variationa
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -91,6 +93,24 @@ class Sylvester(Bijection):
         self.context_features = 0 if not context_features else check_dim(context_features, "context_features")
         if self.context_features:
             self.net = mlp(self.context_features, self.n_raw(), hidden, depth=1, activation=nn.Tanh)
+
+    @torch.no_grad()
+    def start_as_identity(self) -> "Sylvester":
+        r"""Set ``R`` so that every constrained product :math:`r_{ii}\tilde r_{ii}` is 0: the layer is the identity.
+
+        The diagonal is constrained like ``Planar``'s :math:`w^\top\hat u`, :math:`m(a) = -1 +
+        \operatorname{softplus}(a)`, which is 0 at :math:`a_0 = \log(e - 1)`; so
+        :math:`r_{ii} = a_0/\tilde r_{ii}`, off-diagonal 0. Returns the layer.
+
+        Example:
+            >>> import torch, flowbook
+            >>> layer = flowbook.Sylvester(3).start_as_identity()
+            >>> z = torch.randn(4, 3)
+            >>> torch.allclose(layer(z)[0], z, atol=1e-6)
+            True
+        """
+        self.r.copy_(torch.diag(math.log(math.e - 1) / self.r_tilde.diagonal()))
+        return self
 
     # ------------------------------------------------------------------ what the variants change
     def make_q_parameter(self) -> nn.Parameter | None:
