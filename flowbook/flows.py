@@ -1,5 +1,9 @@
 r"""Ready-made flows, each a ``flowbook.Flow`` with a standard normal base.
 
+Every vector flow here takes ``base=`` for another base distribution with the same number of
+features, e.g. ``RealNVP(2, base=MixtureBase(2, k=8))`` for data with separated modes
+(chapter 11); the layers do not change.
+
 ``hidden`` is the width and ``depth`` the number of hidden layers of every conditioner, the two
 numbers other libraries expose (hidden sizes ``(hidden,) * depth``), so capacities can be
 matched: ``RealNVP(D, 8, H, 2)`` has the parameter count of a RealNVP with 8 couplings and
@@ -27,6 +31,11 @@ def _masks(features, n_layers):
     return [alternating_mask(features, even=(i % 2 == 0)) for i in range(check_dim(n_layers, "n_layers"))]
 
 
+def _base(features, base):
+    """The base of a ready-made flow: ``base`` if given (e.g. ``MixtureBase(features, k)``), else N(0, I)."""
+    return StandardNormal(features) if base is None else base
+
+
 class NICE(Flow):
     r"""NICE (Dinh et al. 2014): ``n_layers`` additive couplings with alternating masks, then rescaling.
 
@@ -34,7 +43,7 @@ class NICE(Flow):
     "top" layer), then the couplings. The couplings preserve volume, so
     :math:`\log p(x) = \log \mathcal N(z; 0, I) - \sum_i \log\theta_i`: the scaling is the only place
     where the model can make some directions wider than others. ``scaling=False`` drops it (the
-    ablation of lecture 001).
+    ablation of lecture 001). ``base`` replaces the standard normal base.
 
     Example:
         >>> import torch, flowbook
@@ -44,12 +53,12 @@ class NICE(Flow):
     """
 
     def __init__(self, features: int, n_layers: int = 4, hidden: int = 64, depth: int = 2, scaling: bool = True,
-                 context_features: int = 0):
+                 context_features: int = 0, base=None):
         layers = [AdditiveCoupling(m, hidden=hidden, depth=depth, context_features=context_features)
                   for m in _masks(features, n_layers)]
         if scaling:
             layers.insert(0, Scaling(features))
-        super().__init__(StandardNormal(features), layers)
+        super().__init__(_base(features, base), layers)
 
 
 class RealNVP(Flow):
@@ -57,7 +66,7 @@ class RealNVP(Flow):
 
     Each conditioner is ``mlp(D/2 + context_features, 2 * D/2, hidden, depth)`` with a zero last
     layer (the fresh flow is the identity); the log-scale is soft-clamped to :math:`(-c, c)`,
-    ``clamp`` = c (see ``AffineCoupling``).
+    ``clamp`` = c (see ``AffineCoupling``). ``base`` replaces the standard normal base.
 
     Example:
         >>> import torch, flowbook
@@ -67,10 +76,10 @@ class RealNVP(Flow):
     """
 
     def __init__(self, features: int, n_layers: int = 8, hidden: int = 64, depth: int = 2,
-                 context_features: int = 0, clamp: float | None = 3.0, dropout: float = 0.0):
+                 context_features: int = 0, clamp: float | None = 3.0, dropout: float = 0.0, base=None):
         layers = [AffineCoupling(m, hidden=hidden, depth=depth, context_features=context_features, clamp=clamp,
                                  dropout=dropout) for m in _masks(features, n_layers)]
-        super().__init__(StandardNormal(features), layers)
+        super().__init__(_base(features, base), layers)
 
 
 class MultiscaleRealNVP(Flow):
@@ -125,11 +134,11 @@ class _AutoregressiveFlow(Flow):
     mode = ""
 
     def __init__(self, features: int, n_layers: int = 5, hidden=64, depth: int = 2, context_features: int = 0,
-                 degrees=None, **kwargs):
+                 degrees=None, base=None, **kwargs):
         orders = alternating_orders(features, n_layers, degrees)
         layers = [MaskedAffineAutoregressive(features, hidden, depth, context_features, mode=self.mode,
                                              degrees=order, **kwargs) for order in orders]
-        super().__init__(StandardNormal(features), layers)
+        super().__init__(_base(features, base), layers)
 
 
 class MAF(_AutoregressiveFlow):
@@ -137,7 +146,7 @@ class MAF(_AutoregressiveFlow):
 
     Density evaluation costs one MADE pass per layer, sampling D passes per layer. Extra
     keyword arguments (``clamp``, ``activation``, ``dropout``) go to ``MaskedAffineAutoregressive``;
-    ``degrees`` sets the first layer's order.
+    ``degrees`` sets the first layer's order; ``base`` replaces the standard normal base.
 
     Example:
         >>> import torch, flowbook
@@ -187,7 +196,7 @@ class NSF(Flow):
                  bound: float = 5.0, context_features: int = 0, base=None):
         layers = [SplineAutoregressive(features, bins, bound, hidden, depth, context_features, degrees=order)
                   for order in alternating_orders(features, n_layers)]
-        super().__init__(StandardNormal(features) if base is None else base, layers)
+        super().__init__(_base(features, base), layers)
 
 
 class NSFCoupling(Flow):
@@ -208,7 +217,7 @@ class NSFCoupling(Flow):
                  bound: float = 5.0, context_features: int = 0, base=None):
         layers = [SplineCoupling(m, bins, bound, hidden=hidden, depth=depth, context_features=context_features)
                   for m in _masks(features, n_layers)]
-        super().__init__(StandardNormal(features) if base is None else base, layers)
+        super().__init__(_base(features, base), layers)
 
 
 __all__ += ["NSF", "NSFCoupling"]

@@ -239,3 +239,17 @@ def test_bad_arguments_raise():
         fb.MixtureBase(2, k=0)
     with pytest.raises(ValueError, match="transform works on 2 features but base has 3"):
         fb.NSF(2, base=fb.MixtureBase(3, 2))
+
+
+@pytest.mark.parametrize("make", [fb.NICE, fb.RealNVP, fb.MAF, fb.IAF, fb.NSF, fb.NSFCoupling])
+def test_every_ready_made_vector_flow_takes_a_mixture_base(make):
+    torch.manual_seed(2)
+    base = fb.MixtureBase(2, k=3)
+    flow = make(2, n_layers=2, hidden=8, base=base)
+    assert flow.base is base
+    z = torch.randn(6, 2)
+    assert torch.allclose(flow.log_prob(z), base.log_prob(z))          # fresh layers are the identity
+    x, log_p = randomize(flow, scale=0.2).sample_and_log_prob(5)
+    assert torch.allclose(log_p, flow.log_prob(x), atol=1e-9)
+    with pytest.raises(ValueError, match="transform works on 2 features but base has 3"):
+        make(2, n_layers=2, hidden=8, base=fb.MixtureBase(3, 2))
