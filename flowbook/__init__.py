@@ -4,10 +4,17 @@ Convention (as in ``torch.distributions``): a bijection's ``forward`` is the gen
 z -> x returning ``(x, log|det dx/dz|)``; ``inverse`` returns ``(z, log|det dz/dx|)``;
 ``Flow.log_prob`` uses ``inverse``.
 
-Layout: ``core`` (Bijection, Compose, Flow), ``distributions`` (base densities), ``transforms``
-(the bijections, one module per family), ``flows`` (ready-made flows), ``nn`` (conditioner
-networks, MADE), ``jacobian`` (the checker), ``train`` and ``reverse_kl`` (fitting), ``data``,
-``targets``, ``plot``, ``latent`` (VAEs), ``energy`` (Boltzmann machines).
+Layout, by layer (each line below is one group of the imports that follow):
+
+* core: ``core`` (Bijection, Inverse, Compose), ``flow`` (Flow), ``distributions`` (base densities),
+  ``jacobian`` (the checkers);
+* transforms: ``transforms`` (the bijections, one module per family), ``nn`` (conditioner networks);
+* flows: ``flows`` (ready-made flows), ``dequantization`` (flows as models of discrete data);
+* training: ``train`` (maximum likelihood), ``reverse_kl``, ``flow_matching``;
+* data: ``data`` (2-D densities, digits), ``targets`` (unnormalized 2-D targets), ``plot``;
+* latent and energy models: ``latent`` (VAEs), ``energy`` (Boltzmann machines);
+* runtime and checks: ``runtime`` (device, seed, threads), ``validation`` (entry-point checks);
+* book tools: ``teaching`` (``check``, ``source``, timing, diagrams, the cost benchmark).
 
 Example:
     >>> import torch, flowbook
@@ -15,83 +22,79 @@ Example:
     >>> flow.log_prob(torch.randn(4, 2)).shape
     torch.Size([4])
 """
-from . import data, energy, latent, nn, targets, timing, transforms
-# core: bijections, composition, flows, base distributions, the checker
-from .core import Bijection, Compose, Flow, Inverse
-from .distributions import BoxUniform, StandardNormal
+from . import data, dequantization, energy, latent, nn, runtime, targets, teaching, transforms, validation
+# core
+from .core import Bijection, Compose, Inverse
+from .distributions import BoxUniform, MixtureBase, StandardNormal
+from .flow import Flow
 from .jacobian import BijectionReport, check_bijection, jacobian, logabsdet
-# bijections
-from .transforms import (ActNorm, AdditiveCoupling, Affine, AffineCoupling, BatchNorm, Coupling, Logit, LULinear,
-                         MaskedAffineAutoregressive, Partial, Permutation, Planar, QRLinear, Radial, ReversePermutation,
-                         Scaling, SinhArcsinh, Squeeze, alternating_mask, channel_mask, checkerboard_mask, half_mask,
-                         reparametrized, soft_clamp, squeeze, unsqueeze)
-# networks
-from .nn import MADE, MaskedLinear, mlp
-# ready-made flows
-from .flows import IAF, MAF, NICE, MultiscaleRealNVP, RealNVP
+# transforms
+from .transforms import (ActNorm, ActNormChannels, AdditiveCoupling, Affine, AffineCoupling, BatchNorm,
+                         ConvAffineCoupling, ConvConditioner, Coupling, GlowStep, HouseholderSylvester,
+                         InvertibleConv1x1, Logit, LULinear, MaskedAffineAutoregressive, ODEFlow, Partial, Permutation,
+                         Planar, QRLinear, Radial, ReversePermutation, Scaling, SinhArcsinh, Spline,
+                         SplineAutoregressive, SplineCoupling, Squeeze, Sylvester, TriangularSylvester,
+                         alternating_mask, channel_mask, checkerboard_mask, from_pixels, half_mask,
+                         rational_quadratic_spline, reparametrized, rk4, soft_clamp, spline_knots, squeeze,
+                         to_pixels, trace_exact, trace_hutchinson, unsqueeze)
+from .nn import MADE, MaskedLinear, VectorField, mlp
+# flows
+from .dequantization import DequantizedFlow, VariationalDequantizer
+from .flows import IAF, MAF, NICE, NSF, Glow, MultiscaleRealNVP, NSFCoupling, RealNVP, sample_at_temperature
 # training
-from .train import History, evaluate_nll, fit
+from .flow_matching import (cfm_loss, energy_distance, euler_sample, fit_flow_matching, ot_pairing, reflow_pairs,
+                            straightness)
 from .reverse_kl import ELBOEstimate, ReverseKLHistory, evaluate_elbo, fit_reverse_kl
-# beyond flows: VAEs and energy-based models
+from .train import History, evaluate_nll, fit
+# latent and energy models
+from .energy import RBM, BoltzmannMachine
 from .latent import (VAE, AggregatedPosterior, BernoulliDecoder, ELBOTerms, GaussianDecoder, GaussianEncoder,
                      MixturePrior, Surgery, VampPrior, elbo_surgery, gaussian_kl, gaussian_log_prob,
                      local_posterior_elbo, posterior_iaf)
-from .energy import RBM, BoltzmannMachine
-from .utils import device, randomize_parameters, seed, threads
+# runtime
+from .runtime import device, randomize_parameters, seed, threads
+# book tools
 from .teaching import check, source
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
-    "data", "energy", "latent", "nn", "targets", "timing", "transforms", "plot", "diagrams",
-    "Bijection", "Compose", "Flow", "Inverse", "StandardNormal", "BoxUniform",
-    "jacobian", "logabsdet", "check_bijection", "BijectionReport",
-    "Affine", "LULinear", "QRLinear", "Permutation", "ReversePermutation", "Scaling", "Logit", "SinhArcsinh",
-    "soft_clamp", "Coupling", "AdditiveCoupling", "AffineCoupling", "alternating_mask", "channel_mask",
-    "checkerboard_mask", "half_mask", "squeeze", "unsqueeze", "Squeeze", "Partial", "ActNorm", "BatchNorm",
-    "MaskedAffineAutoregressive", "reparametrized", "Planar", "Radial",
-    "MADE", "MaskedLinear", "mlp", "NICE", "RealNVP", "MultiscaleRealNVP", "MAF", "IAF",
-    "fit", "evaluate_nll", "History", "fit_reverse_kl", "evaluate_elbo", "ReverseKLHistory", "ELBOEstimate",
-    "VAE", "BernoulliDecoder", "ELBOTerms", "GaussianDecoder", "GaussianEncoder", "MixturePrior", "VampPrior",
-    "gaussian_kl", "gaussian_log_prob", "posterior_iaf", "AggregatedPosterior", "Surgery", "elbo_surgery",
-    "local_posterior_elbo", "BoltzmannMachine", "RBM", "device", "seed", "threads", "randomize_parameters",
-    "check", "source", "__version__",
+    # modules
+    "data", "dequantization", "energy", "latent", "nn", "plot", "runtime", "targets", "teaching", "transforms",
+    "validation",
+    # core
+    "Bijection", "BijectionReport", "BoxUniform", "Compose", "Flow", "Inverse", "MixtureBase", "StandardNormal",
+    "check_bijection", "jacobian", "logabsdet",
+    # transforms
+    "ActNorm", "ActNormChannels", "AdditiveCoupling", "Affine", "AffineCoupling", "BatchNorm", "ConvAffineCoupling",
+    "ConvConditioner", "Coupling", "GlowStep", "HouseholderSylvester", "InvertibleConv1x1", "LULinear", "Logit",
+    "MaskedAffineAutoregressive", "ODEFlow", "Partial", "Permutation", "Planar", "QRLinear", "Radial",
+    "ReversePermutation", "Scaling", "SinhArcsinh", "Spline", "SplineAutoregressive", "SplineCoupling", "Squeeze",
+    "Sylvester", "TriangularSylvester", "alternating_mask", "channel_mask", "checkerboard_mask", "from_pixels",
+    "half_mask", "rational_quadratic_spline", "reparametrized", "rk4", "soft_clamp", "spline_knots", "squeeze",
+    "to_pixels", "trace_exact", "trace_hutchinson", "unsqueeze",
+    "MADE", "MaskedLinear", "VectorField", "mlp",
+    # flows
+    "DequantizedFlow", "Glow", "IAF", "MAF", "MultiscaleRealNVP", "NICE", "NSF", "NSFCoupling", "RealNVP",
+    "VariationalDequantizer", "sample_at_temperature",
+    # training
+    "ELBOEstimate", "History", "ReverseKLHistory", "cfm_loss", "energy_distance", "euler_sample", "evaluate_elbo",
+    "evaluate_nll", "fit", "fit_flow_matching", "fit_reverse_kl", "ot_pairing", "reflow_pairs", "straightness",
+    # latent and energy models
+    "AggregatedPosterior", "BernoulliDecoder", "BoltzmannMachine", "ELBOTerms", "GaussianDecoder", "GaussianEncoder",
+    "MixturePrior", "RBM", "Surgery", "VAE", "VampPrior", "elbo_surgery", "gaussian_kl", "gaussian_log_prob",
+    "local_posterior_elbo", "posterior_iaf",
+    # runtime
+    "device", "randomize_parameters", "seed", "threads",
+    # book tools
+    "check", "source",
+    "__version__",
 ]
 
 
 def __getattr__(name):
-    # flowbook.plot and flowbook.diagrams pull in matplotlib, so they are imported on first use only.
-    if name in ("plot", "diagrams"):
+    # flowbook.plot pulls in matplotlib, so it is imported on first use only.
+    if name == "plot":
         import importlib
-        return importlib.import_module("." + name, __name__)
+        return importlib.import_module(".plot", __name__)
     raise AttributeError(f"module 'flowbook' has no attribute {name!r}")
-
-# continuous-time flows and flow matching (the "Beyond the lectures" chapters 11 and 12)
-from .transforms.ode import ODEFlow, rk4, trace_exact, trace_hutchinson  # noqa: E402
-from .nn import VectorField  # noqa: E402
-from .flow_matching import (cfm_loss, energy_distance, euler_sample, fit_flow_matching, ot_pairing,  # noqa: E402
-                            reflow_pairs, straightness)
-
-__all__ += ["ODEFlow", "rk4", "trace_exact", "trace_hutchinson", "VectorField", "cfm_loss", "euler_sample",
-            "fit_flow_matching", "ot_pairing", "reflow_pairs", "straightness", "energy_distance"]
-
-# neural spline flows and the mixture base (issue 18)
-from .transforms.spline import (Spline, SplineAutoregressive, SplineCoupling, rational_quadratic_spline,  # noqa: E402
-                                spline_knots)
-from .distributions import MixtureBase  # noqa: E402
-from .flows import NSF, NSFCoupling  # noqa: E402
-
-__all__ += ["rational_quadratic_spline", "spline_knots", "Spline", "SplineCoupling", "SplineAutoregressive",
-            "MixtureBase", "NSF", "NSFCoupling"]
-
-# Sylvester flows, Glow's image layers, dequantization for any number of levels (issue 17)
-from .transforms.sylvester import HouseholderSylvester, Sylvester, TriangularSylvester  # noqa: E402
-from .transforms.image import (ActNormChannels, ConvAffineCoupling, ConvConditioner, GlowStep,  # noqa: E402
-                               InvertibleConv1x1, from_pixels, to_pixels)
-from .flows import Glow, sample_at_temperature  # noqa: E402
-from .dequantization import DequantizedFlow, VariationalDequantizer  # noqa: E402
-from . import dequantization  # noqa: E402
-
-__all__ += ["Sylvester", "HouseholderSylvester", "TriangularSylvester", "InvertibleConv1x1", "ActNormChannels",
-            "ConvConditioner", "ConvAffineCoupling", "GlowStep", "to_pixels", "from_pixels", "Glow",
-            "sample_at_temperature", "DequantizedFlow", "VariationalDequantizer", "dequantization"]

@@ -36,7 +36,7 @@ from .core import Compose
 from .flows import alternating_orders
 from .transforms.autoregressive import MaskedAffineAutoregressive
 from .transforms.elementwise import Logit
-from .utils import check_count, check_dim, check_features
+from .validation import check_count, check_dim, check_features
 
 __all__ = ["VariationalDequantizer", "DequantizedFlow"]
 

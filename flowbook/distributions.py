@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from .utils import check_count, check_dim, check_features
+from .validation import check_count, check_dim, check_features
 
 __all__ = ["StandardNormal", "BoxUniform"]
 

@@ -32,7 +32,7 @@ from scipy.optimize import linear_sum_assignment
 from .data import Density2D
 from .train import History, adam, default_threads, optimizer_step
 from .transforms.ode import rk4
-from .utils import progress_bar, threads as use_threads
+from .runtime import progress_bar, threads as use_threads
 
 __all__ = ["cfm_loss", "ot_pairing", "euler_sample", "straightness", "reflow_pairs", "fit_flow_matching",
            "energy_distance"]

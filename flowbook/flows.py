@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import torch
 
-from .core import Compose, Flow
+from .core import Compose
+from .flow import Flow
 from .distributions import StandardNormal
 from .transforms.autoregressive import MaskedAffineAutoregressive
 from .transforms.coupling import AdditiveCoupling, AffineCoupling, alternating_mask, channel_mask, checkerboard_mask
 from .transforms.elementwise import Scaling
 from .transforms.multiscale import Partial, Squeeze
 from .transforms.normalization import ActNorm
-from .utils import check_dim
+from .validation import check_dim
 
 __all__ = ["NICE", "RealNVP", "MultiscaleRealNVP", "MAF", "IAF", "alternating_orders"]
 
@@ -225,7 +226,7 @@ __all__ += ["NSF", "NSFCoupling"]
 
 # ----------------------------------------------------------------------------- Glow (issue 17)
 from .transforms.image import GlowStep  # noqa: E402  (appended section)
-from .utils import check_count  # noqa: E402
+from .validation import check_count  # noqa: E402
 
 
 def sample_at_temperature(flow: Flow, n: int, temperature: float = 1.0, context=None) -> torch.Tensor:

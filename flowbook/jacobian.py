@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .utils import check_tensor
+from .validation import check_tensor
 
 __all__ = ["jacobian", "logabsdet", "check_bijection", "BijectionReport"]
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .utils import check_dim, check_features
+from .validation import check_dim, check_features
 
 __all__ = ["mlp", "MaskedLinear", "MADE", "hidden_degrees", "made_mask"]
 

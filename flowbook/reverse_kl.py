@@ -21,7 +21,8 @@ from typing import NamedTuple
 import torch
 
 from .train import History, _check_optimizer, adam, default_threads, optimizer_step
-from .utils import check_count, progress_bar, threads as use_threads
+from .runtime import progress_bar, threads as use_threads
+from .validation import check_count
 
 __all__ = ["fit_reverse_kl", "evaluate_elbo", "ReverseKLHistory", "ELBOEstimate"]
 

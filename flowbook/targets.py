@@ -23,7 +23,7 @@ import math
 import torch
 
 from .data.densities import GaussianMixture
-from .utils import check_features
+from .validation import check_features
 
 __all__ = ["Target2D", "U1", "U2", "U3", "U4", "ENERGIES", "Bimodal", "Wave"]
 

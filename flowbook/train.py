@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .core import Compose, Flow
+from .core import Compose
+from .flow import Flow
 from .data import Density2D
-from .utils import check_count, check_positive, check_tensor, model_dtype, progress_bar, threads as use_threads
+from .runtime import progress_bar, threads as use_threads
+from .validation import check_count, check_positive, check_tensor, model_dtype
 
 __all__ = ["fit", "History", "adam", "default_threads"]
 

@@ -1,2 +1,2 @@
 """Helpers shared by the test files (imported as ``from _helpers import randomize``)."""
-from flowbook.utils import randomize_parameters as randomize  # noqa: F401
+from flowbook.runtime import randomize_parameters as randomize  # noqa: F401

@@ -6,7 +6,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-import flowbook.diagrams as fbd  # noqa: E402
+import flowbook.teaching.diagrams as fbd  # noqa: E402
 
 DIAGRAMS = {"directions": {}, "coupling": {"affine": True}, "autoregressive": {"mode": "maf"},
             "multiscale": {}, "vae_flow_posterior": {}}

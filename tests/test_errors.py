@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import flowbook as fb
-from flowbook.utils import check_count, check_tensor
+from flowbook.validation import check_count, check_tensor
 
 X = torch.randn(8, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 

@@ -8,7 +8,7 @@ import flowbook as fb
 from flowbook.transforms.elementwise import SinhArcsinh
 from flowbook.transforms.linear import QRLinear
 from flowbook.plot import grid_points
-from flowbook.timing import loglog_slope, time_call
+from flowbook.teaching.timing import loglog_slope, time_call
 
 
 from _helpers import randomize

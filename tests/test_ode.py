@@ -8,7 +8,7 @@ from torch import nn
 
 import flowbook as fb
 from flowbook.plot import grid_points
-from flowbook.timing import loglog_slope
+from flowbook.teaching.timing import loglog_slope
 from _helpers import randomize
 
 

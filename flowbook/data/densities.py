@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from ..utils import check_count, check_dim, check_features, check_positive
+from ..validation import check_count, check_dim, check_features, check_positive
 
 __all__ = ["Density2D", "GaussianMixture", "Ring", "Grid", "NoisyCurves", "Moons", "Circles",
            "Spirals", "Checkerboard", "StudentT", "DENSITIES"]

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from ..utils import check_count, check_dim, check_features, check_tensor
+from ..validation import check_count, check_dim, check_features, check_tensor
 
 __all__ = ["BoltzmannMachine", "MAX_ENUM", "all_states", "check_binary", "bernoulli"]
 

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..utils import check_count, check_dim, check_positive, progress_bar
+from ..runtime import progress_bar
+from ..validation import check_count, check_dim, check_positive
 from .boltzmann import MAX_ENUM, bernoulli, check_binary, state_chunks
 
 __all__ = ["RBM"]

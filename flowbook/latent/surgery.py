@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ..distributions import StandardNormal
-from ..utils import check_features
+from ..validation import check_features
 from .vae import _LOG_2PI, VAE, gaussian_kl, gaussian_log_prob, mixture_log_prob, mixture_sample
 
 __all__ = ["Surgery", "elbo_surgery", "AggregatedPosterior", "local_posterior_elbo"]

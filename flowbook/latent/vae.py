@@ -31,12 +31,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..core import Bijection, Compose, Flow
+from ..core import Bijection, Compose
+from ..flow import Flow
 from ..distributions import StandardNormal
 from ..nn import mlp
 from ..transforms.autoregressive import MaskedAffineAutoregressive
 from ..transforms.linear import ReversePermutation
-from ..utils import check_count, check_dim, check_features, check_tensor, model_dtype
+from ..validation import check_count, check_dim, check_features, check_tensor, model_dtype
 
 __all__ = ["GaussianEncoder", "BernoulliDecoder", "GaussianDecoder", "MixturePrior", "VampPrior",
            "ELBOTerms", "VAE", "gaussian_log_prob", "gaussian_kl", "mixture_log_prob", "mixture_sample", "posterior_iaf"]

@@ -3,13 +3,22 @@ from .autoregressive import MaskedAffineAutoregressive, reparametrized
 from .coupling import (AdditiveCoupling, AffineCoupling, Coupling, alternating_mask, channel_mask, checkerboard_mask,
                        half_mask)
 from .elementwise import Logit, Scaling, SinhArcsinh, soft_clamp
+from .image import (ActNormChannels, ConvAffineCoupling, ConvConditioner, GlowStep, InvertibleConv1x1, from_pixels,
+                    to_pixels)
 from .linear import Affine, LULinear, Permutation, QRLinear, ReversePermutation
 from .multiscale import Partial, Squeeze, squeeze, unsqueeze
 from .normalization import ActNorm, BatchNorm
+from .ode import ODEFlow, rk4, trace_exact, trace_hutchinson
 from .residual import Planar, Radial
+from .spline import Spline, SplineAutoregressive, SplineCoupling, rational_quadratic_spline, spline_knots
+from .sylvester import HouseholderSylvester, Sylvester, TriangularSylvester
 
-__all__ = ["Affine", "LULinear", "QRLinear", "Permutation", "ReversePermutation",
-           "Scaling", "Logit", "SinhArcsinh", "soft_clamp",
-           "Coupling", "AdditiveCoupling", "AffineCoupling", "half_mask", "alternating_mask", "checkerboard_mask",
-           "channel_mask", "MaskedAffineAutoregressive", "reparametrized", "Planar", "Radial",
-           "ActNorm", "BatchNorm", "squeeze", "unsqueeze", "Squeeze", "Partial"]
+__all__ = [
+    "ActNorm", "ActNormChannels", "AdditiveCoupling", "Affine", "AffineCoupling", "BatchNorm", "ConvAffineCoupling",
+    "ConvConditioner", "Coupling", "GlowStep", "HouseholderSylvester", "InvertibleConv1x1", "LULinear", "Logit",
+    "MaskedAffineAutoregressive", "ODEFlow", "Partial", "Permutation", "Planar", "QRLinear", "Radial",
+    "ReversePermutation", "Scaling", "SinhArcsinh", "Spline", "SplineAutoregressive", "SplineCoupling", "Squeeze",
+    "Sylvester", "TriangularSylvester", "alternating_mask", "channel_mask", "checkerboard_mask", "from_pixels",
+    "half_mask", "rational_quadratic_spline", "reparametrized", "rk4", "soft_clamp", "spline_knots", "squeeze",
+    "to_pixels", "trace_exact", "trace_hutchinson", "unsqueeze",
+]

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..core import Bijection
 from ..nn import MADE
-from ..utils import check_dim
+from ..validation import check_dim
 from .elementwise import soft_clamp
 
 __all__ = ["MaskedAffineAutoregressive", "reparametrized"]

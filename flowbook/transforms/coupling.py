@@ -22,7 +22,7 @@ from torch import nn
 
 from ..core import Bijection
 from ..nn import mlp
-from ..utils import check_dim, check_features
+from ..validation import check_dim, check_features
 from .elementwise import soft_clamp
 
 __all__ = ["Coupling", "AdditiveCoupling", "AffineCoupling", "half_mask", "alternating_mask",

@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..core import Bijection
-from ..utils import check_dim
+from ..validation import check_dim
 
 __all__ = ["SinhArcsinh", "Scaling", "Logit", "soft_clamp"]
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..core import Bijection, Compose
-from ..utils import check_dim
+from ..validation import check_dim
 from .coupling import AffineCoupling, channel_mask, checkerboard_mask
 from .linear import LULinear
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..core import Bijection
-from ..utils import check_dim
+from ..validation import check_dim
 
 __all__ = ["Affine", "LULinear", "QRLinear", "Permutation", "ReversePermutation"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..core import Bijection
-from ..utils import check_dim
+from ..validation import check_dim
 from .linear import Permutation
 
 __all__ = ["squeeze", "unsqueeze", "Squeeze", "Partial"]

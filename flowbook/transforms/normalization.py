@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..core import Bijection
-from ..utils import check_dim
+from ..validation import check_dim
 from .linear import Affine
 
 __all__ = ["ActNorm", "BatchNorm"]

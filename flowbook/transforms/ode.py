@@ -30,7 +30,7 @@ import torch
 from torchdiffeq import odeint, odeint_adjoint
 
 from ..core import Bijection
-from ..utils import check_dim
+from ..validation import check_dim
 
 __all__ = ["ODEFlow", "trace_exact", "trace_hutchinson", "rk4", "FIXED_STEP_METHODS"]
 

@@ -37,7 +37,7 @@ from torch import nn
 
 from ..core import Bijection
 from ..nn import mlp
-from ..utils import check_dim, check_features
+from ..validation import check_dim, check_features
 
 __all__ = ["Planar", "Radial"]
 

@@ -47,7 +47,7 @@ from torch.nn import functional as F
 
 from ..core import Bijection
 from ..nn import MADE
-from ..utils import check_dim
+from ..validation import check_dim
 from .coupling import Coupling
 
 __all__ = ["rational_quadratic_spline", "spline_knots", "Spline", "SplineCoupling", "SplineAutoregressive",

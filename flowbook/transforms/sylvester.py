@@ -43,7 +43,7 @@ from torch import nn
 
 from ..core import Bijection
 from ..nn import mlp
-from ..utils import check_dim
+from ..validation import check_dim
 from .residual import Planar, check_amortized_context
 
 __all__ = ["Sylvester", "HouseholderSylvester", "TriangularSylvester"]

@@ -24,7 +24,7 @@ def time_call(fn, *, repeat: int = 5, min_time: float = 2e-3, threads: int | Non
 
     Example:
         >>> import torch
-        >>> from flowbook.timing import time_call
+        >>> from flowbook.teaching.timing import time_call
         >>> a = torch.randn(64, 64)
         >>> t = time_call(lambda: torch.linalg.slogdet(a), repeat=3)
         >>> 0 < t < 1
@@ -61,7 +61,7 @@ def loglog_slope(sizes, times) -> float:
     """Least-squares slope of ``log(times)`` against ``log(sizes)``: the measured exponent ``k``.
 
     Example:
-        >>> from flowbook.timing import loglog_slope
+        >>> from flowbook.teaching.timing import loglog_slope
         >>> round(loglog_slope([10, 100, 1000], [2e-3, 2.0, 2e3]), 6)
         3.0
     """

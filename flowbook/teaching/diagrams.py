@@ -46,7 +46,7 @@ def coupling(affine: bool = True, ax=None):
     the network its input back.
 
     Example:
-        >>> import flowbook.diagrams as fbd
+        >>> import flowbook.teaching.diagrams as fbd
         >>> ax = fbd.coupling(affine=False)
         >>> len(ax.patches) > 0
         True
@@ -89,7 +89,7 @@ def autoregressive(mode: str = "maf", ax=None):
     sampling takes one pass, the density of a given x takes D passes.
 
     Example:
-        >>> import flowbook.diagrams as fbd
+        >>> import flowbook.teaching.diagrams as fbd
         >>> ax = fbd.autoregressive("iaf")
         >>> len(ax.texts) > 0
         True
@@ -130,7 +130,7 @@ def multiscale(ax=None):
     next scale.
 
     Example:
-        >>> import flowbook.diagrams as fbd
+        >>> import flowbook.teaching.diagrams as fbd
         >>> ax = fbd.multiscale()
         >>> len(ax.patches) > 20
         True
@@ -218,7 +218,7 @@ def directions(ax=None):
     ``forward`` (the latter subtracts its log-det).
 
     Example:
-        >>> import flowbook.diagrams as fbd
+        >>> import flowbook.teaching.diagrams as fbd
         >>> ax = fbd.directions()
         >>> len(ax.patches) >= 4
         True

@@ -2,9 +2,9 @@ r"""flowbook's own cost benchmark: density and sampling time against D, and trai
 
 Run it with one command (it is not part of the test suite)::
 
-    python -m flowbook.bench                      # table on stdout
-    python -m flowbook.bench --png perf.png       # and the cost-scaling figure
-    python -m flowbook.bench --dims 2,8 --n 1000  # a quick run
+    python -m flowbook.teaching.bench                      # table on stdout
+    python -m flowbook.teaching.bench --png perf.png       # and the cost-scaling figure
+    python -m flowbook.teaching.bench --dims 2,8 --n 1000  # a quick run
 
 What it measures, for ``MAF``, ``IAF`` and ``RealNVP`` (the factories' defaults, hidden width
 ``--hidden``) at each dimension D:
@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from .flows import IAF, MAF, RealNVP
+from ..flows import IAF, MAF, RealNVP
 from .timing import time_call
 
 __all__ = ["build", "run"]
