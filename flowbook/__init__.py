@@ -7,10 +7,12 @@ z -> x returning ``(x, log|det dx/dz|)``; ``inverse`` returns ``(z, log|det dz/d
 Layout, by layer (each line below is one group of the imports that follow):
 
 * core: ``core`` (Bijection, Inverse, Compose), ``flow`` (Flow), ``distributions`` (base densities),
-  ``jacobian`` (the checkers);
-* transforms: ``transforms`` (the bijections, one module per family), ``nn`` (conditioner networks);
+  ``jacobian`` and ``triangular`` (the checkers);
+* transforms: ``transforms`` (the bijections, one module per family), ``nn`` (conditioner networks),
+  ``integrators`` (fixed-step ODE solvers);
 * flows: ``flows`` (ready-made flows), ``dequantization`` (flows as models of discrete data);
-* training: ``train`` (maximum likelihood), ``reverse_kl``, ``flow_matching``;
+* training: ``engine`` (the loop, ``History``), ``batches`` (data as users hold it), ``train``
+  (maximum likelihood), ``reverse_kl``, ``flow_matching``;
 * data: ``data`` (2-D densities, digits), ``targets`` (unnormalized 2-D targets), ``plot``;
 * latent and energy models: ``latent`` (VAEs), ``energy`` (Boltzmann machines);
 * runtime and checks: ``runtime`` (device, seed, threads), ``validation`` (entry-point checks);
@@ -25,32 +27,34 @@ Example:
 from . import data, dequantization, energy, latent, nn, runtime, targets, teaching, transforms, validation
 # core
 from .core import Bijection, Compose, Inverse
-from .distributions import BoxUniform, MixtureBase, StandardNormal
+from .distributions import BoxUniform, MixtureBase, StandardNormal, gaussian_log_prob
 from .flow import Flow
 from .jacobian import BijectionReport, check_bijection, jacobian, logabsdet
+from .triangular import AutoregressiveReport, check_autoregressive
 # transforms
-from .transforms import (ActNorm, ActNormChannels, AdditiveCoupling, Affine, AffineCoupling, BatchNorm,
-                         ConvAffineCoupling, ConvConditioner, Coupling, GlowStep, HouseholderSylvester,
+from .transforms import (ActNorm, AdditiveCoupling, Affine, AffineCoupling, Autoregressive, BatchNorm,
+                         ConvAffineCoupling, Coupling, GlowStep, HouseholderSylvester,
                          InvertibleConv1x1, Logit, LULinear, MaskedAffineAutoregressive, ODEFlow, Partial, Permutation,
                          Planar, QRLinear, Radial, ReversePermutation, Scaling, SinhArcsinh, Spline,
                          SplineAutoregressive, SplineCoupling, Squeeze, Sylvester, TriangularSylvester,
-                         alternating_mask, channel_mask, checkerboard_mask, from_pixels, half_mask,
-                         rational_quadratic_spline, reparametrized, rk4, soft_clamp, spline_knots, squeeze,
-                         to_pixels, trace_exact, trace_hutchinson, unsqueeze)
+                         alternating_mask, channel_mask, checkerboard_mask, half_mask,
+                         rational_quadratic_spline, reparametrized, soft_clamp, spline_knots, squeeze,
+                         trace_exact, trace_hutchinson, unsqueeze)
+from .integrators import euler, rk4
 from .nn import MADE, MaskedLinear, VectorField, mlp
 # flows
 from .dequantization import DequantizedFlow, VariationalDequantizer
-from .flows import IAF, MAF, NICE, NSF, Glow, MultiscaleRealNVP, NSFCoupling, RealNVP, sample_at_temperature
+from .flows import IAF, MAF, NICE, NSF, Glow, MultiscaleRealNVP, NSFCoupling, RealNVP
 # training
-from .flow_matching import (cfm_loss, energy_distance, euler_sample, fit_flow_matching, ot_pairing, reflow_pairs,
+from .flow_matching import (cfm_loss, energy_distance, fit_flow_matching, ot_pairing, reflow_pairs,
                             straightness)
 from .reverse_kl import ELBOEstimate, ReverseKLHistory, evaluate_elbo, fit_reverse_kl
-from .train import History, evaluate_nll, fit
+from .engine import History, optimize
+from .train import evaluate_nll, fit
 # latent and energy models
-from .energy import RBM, BoltzmannMachine
+from .energy import RBM, BoltzmannMachine, RBMHistory
 from .latent import (VAE, AggregatedPosterior, BernoulliDecoder, ELBOTerms, GaussianDecoder, GaussianEncoder,
-                     MixturePrior, Surgery, VampPrior, elbo_surgery, gaussian_kl, gaussian_log_prob,
-                     local_posterior_elbo, posterior_iaf)
+                     Surgery, VampPrior, elbo_surgery, gaussian_kl, local_posterior_elbo, posterior_iaf)
 # runtime
 from .runtime import device, randomize_parameters, seed, threads
 # book tools
@@ -63,27 +67,28 @@ __all__ = [
     "data", "dequantization", "energy", "latent", "nn", "plot", "runtime", "targets", "teaching", "transforms",
     "validation",
     # core
-    "Bijection", "BijectionReport", "BoxUniform", "Compose", "Flow", "Inverse", "MixtureBase", "StandardNormal",
-    "check_bijection", "jacobian", "logabsdet",
+    "AutoregressiveReport", "Bijection", "BijectionReport", "BoxUniform", "Compose", "Flow", "Inverse", "MixtureBase", "StandardNormal",
+    "check_autoregressive", "check_bijection", "gaussian_log_prob", "jacobian", "logabsdet",
     # transforms
-    "ActNorm", "ActNormChannels", "AdditiveCoupling", "Affine", "AffineCoupling", "BatchNorm", "ConvAffineCoupling",
-    "ConvConditioner", "Coupling", "GlowStep", "HouseholderSylvester", "InvertibleConv1x1", "LULinear", "Logit",
+    "ActNorm", "AdditiveCoupling", "Affine", "AffineCoupling", "Autoregressive", "BatchNorm", "ConvAffineCoupling",
+    "Coupling", "GlowStep", "HouseholderSylvester", "InvertibleConv1x1", "LULinear", "Logit",
     "MaskedAffineAutoregressive", "ODEFlow", "Partial", "Permutation", "Planar", "QRLinear", "Radial",
     "ReversePermutation", "Scaling", "SinhArcsinh", "Spline", "SplineAutoregressive", "SplineCoupling", "Squeeze",
-    "Sylvester", "TriangularSylvester", "alternating_mask", "channel_mask", "checkerboard_mask", "from_pixels",
-    "half_mask", "rational_quadratic_spline", "reparametrized", "rk4", "soft_clamp", "spline_knots", "squeeze",
-    "to_pixels", "trace_exact", "trace_hutchinson", "unsqueeze",
+    "Sylvester", "TriangularSylvester", "alternating_mask", "channel_mask", "checkerboard_mask",
+    "half_mask", "rational_quadratic_spline", "reparametrized", "soft_clamp", "spline_knots", "squeeze",
+    "trace_exact", "trace_hutchinson", "unsqueeze",
     "MADE", "MaskedLinear", "VectorField", "mlp",
+    "euler", "rk4",
     # flows
     "DequantizedFlow", "Glow", "IAF", "MAF", "MultiscaleRealNVP", "NICE", "NSF", "NSFCoupling", "RealNVP",
-    "VariationalDequantizer", "sample_at_temperature",
+    "VariationalDequantizer",
     # training
-    "ELBOEstimate", "History", "ReverseKLHistory", "cfm_loss", "energy_distance", "euler_sample", "evaluate_elbo",
-    "evaluate_nll", "fit", "fit_flow_matching", "fit_reverse_kl", "ot_pairing", "reflow_pairs", "straightness",
+    "ELBOEstimate", "History", "ReverseKLHistory", "cfm_loss", "energy_distance", "evaluate_elbo",
+    "evaluate_nll", "fit", "fit_flow_matching", "fit_reverse_kl", "optimize", "ot_pairing", "reflow_pairs",
+    "straightness",
     # latent and energy models
     "AggregatedPosterior", "BernoulliDecoder", "BoltzmannMachine", "ELBOTerms", "GaussianDecoder", "GaussianEncoder",
-    "MixturePrior", "RBM", "Surgery", "VAE", "VampPrior", "elbo_surgery", "gaussian_kl", "gaussian_log_prob",
-    "local_posterior_elbo", "posterior_iaf",
+    "RBM", "RBMHistory", "Surgery", "VAE", "VampPrior", "elbo_surgery", "gaussian_kl", "local_posterior_elbo", "posterior_iaf",
     # runtime
     "device", "randomize_parameters", "seed", "threads",
     # book tools

@@ -14,13 +14,41 @@ So for any bijection ``b``, ``b.inverse(b(z)[0])[1] == -b(z)[1]``, and a flow's 
 from __future__ import annotations
 
 import inspect
+import math
 
 import torch
 from torch import nn
 
 from .validation import check_features, dtype_error, model_dtype
 
-__all__ = ["Bijection", "Inverse", "Compose"]
+__all__ = ["Bijection", "Inverse", "Compose", "check_event"]
+
+_AXES = {3: ("channels", "height", "width")}
+
+
+def check_event(x, event_shape, name: str = "x") -> None:
+    """Raise unless ``x`` is a ``(batch, *event_shape)`` tensor; a ``None`` entry accepts any size.
+
+    The shape check of images (``event_shape = (C, H, W)``): Python-only, it costs nothing. A
+    flat ``(batch, C*H*W)`` tensor gets the fix ``x.reshape(-1, C, H, W)`` in the message.
+
+    Example:
+        >>> import torch
+        >>> check_event(torch.zeros(2, 64), (1, 8, 8))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: x must have shape (batch, 1, 8, 8), got a tensor of shape (2, 64); ...
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() == len(event_shape) + 1 and all(e is None or s == e for s, e in zip(x.shape[1:], event_shape)):
+        return
+    names = _AXES.get(len(event_shape), ("size",) * len(event_shape))
+    want = ", ".join(n if e is None else str(e) for e, n in zip(event_shape, names))
+    hint = ""
+    if None not in event_shape and x.dim() == 2 and x.shape[1] == math.prod(event_shape):
+        hint = f"; images come as (N, C, H, W) batches: {name}.reshape(-1, {want})"
+    raise ValueError(f"{name} must have shape (batch, {want}), got a tensor of shape {tuple(x.shape)}{hint}")
 
 
 class Bijection(nn.Module):
@@ -29,19 +57,22 @@ class Bijection(nn.Module):
     Subclasses override ``forward(z, context=None) -> (x, logabsdet)`` and, when the
     inverse is tractable, ``inverse(x, context=None) -> (z, logabsdet)``. Both
     log-determinants have shape ``(batch,)``. ``features`` is the number of features, or
-    ``None`` for a layer that works in any dimension.
+    ``None`` for a layer that works in any dimension. A layer on images sets ``event_shape``
+    (``(C, H, W)``, ``None`` for a size it accepts any of) and takes ``(batch, C, H, W)`` tensors;
+    a vector layer leaves it ``None`` and takes ``(batch, features)``.
 
     Example:
         >>> import torch, flowbook
         >>> b = flowbook.Affine(2)
-        >>> x, ladj = b(torch.randn(5, 2))
-        >>> x.shape, ladj.shape
+        >>> x, logabsdet = b(torch.randn(5, 2))
+        >>> x.shape, logabsdet.shape
         (torch.Size([5, 2]), torch.Size([5]))
         >>> b.inv.inv is b
         True
     """
 
     features: int | None = None
+    event_shape: tuple | None = None
 
     def __init_subclass__(cls, **kwargs):
         # The contract is checked once, when a layer class is written, not on every call.
@@ -73,9 +104,13 @@ class Bijection(nn.Module):
     def check_input(self, x, name):
         """Raise unless ``x`` is a ``(batch, features)`` floating tensor of this layer's dtype (Python-only checks).
 
-        A layer does not convert: data is converted where it enters (``Flow.log_prob``, ``fit``).
+        ``(batch, *event_shape)`` for a layer on images. A layer does not convert: data is
+        converted where it enters (``Flow.log_prob``, ``fit``).
         """
-        check_features(x, self.features, name)
+        if self.event_shape is None:
+            check_features(x, self.features, name)
+        else:
+            check_event(x, self.event_shape, name)
         dtype = model_dtype(self)
         if x.dtype != dtype and (dtype is not None or not x.is_floating_point()):
             raise dtype_error(x, name, dtype or torch.get_default_dtype(), type(self).__name__)
@@ -101,9 +136,9 @@ def checked_pair(out, n, owner, index, method):
         raise TypeError(f"{_where(owner, index, method)} returned {_describe(out)}; expected a pair "
                         "(output, logabsdet): forward(z, context=None) returns (x, log|det dx/dz|) and "
                         "inverse(x, context=None) returns (z, log|det dz/dx|)")
-    ladj = out[1]
-    if getattr(ladj, "shape", None) != (n,):
-        raise ValueError(f"{_where(owner, index, method)} returned as log-det {_describe(ladj)}; expected shape "
+    logabsdet = out[1]
+    if getattr(logabsdet, "shape", None) != (n,):
+        raise ValueError(f"{_where(owner, index, method)} returned as log-det {_describe(logabsdet)}; expected shape "
                          f"({n},): one value per row of the batch (sum the per-feature terms with .sum(1), "
                          f"or expand a constant with .expand({n}))")
     return out
@@ -141,6 +176,7 @@ class Inverse(Bijection):
             raise TypeError(f"bijection must be a flowbook.Bijection, got {type(bijection).__name__}")
         self.bijection = bijection
         self.features = bijection.features
+        self.event_shape = bijection.event_shape
 
     def forward(self, z, context=None):
         return self.bijection.inverse(z, context)
@@ -165,8 +201,8 @@ class Compose(Bijection):
     Example:
         >>> import torch, flowbook
         >>> both = flowbook.Compose(flowbook.Affine(2), flowbook.LULinear(2))
-        >>> x, ladj = both(torch.randn(4, 2))
-        >>> len(both), x.shape, ladj.shape
+        >>> x, logabsdet = both(torch.randn(4, 2))
+        >>> len(both), x.shape, logabsdet.shape
         (2, torch.Size([4, 2]), torch.Size([4]))
     """
 
@@ -189,16 +225,16 @@ class Compose(Bijection):
         n = z.shape[0]
         total = z.new_zeros(n)
         for i, layer in enumerate(self.layers):
-            z, ladj = checked_pair(layer(z, context), n, self, i, "forward")
-            total = total + ladj
+            z, logabsdet = checked_pair(layer(z, context), n, self, i, "forward")
+            total = total + logabsdet
         return z, total
 
     def inverse(self, x, context=None):
         n = x.shape[0]
         total = x.new_zeros(n)
         for i, layer in reversed(list(enumerate(self.layers))):
-            x, ladj = checked_pair(layer.inverse(x, context), n, self, i, "inverse")
-            total = total + ladj
+            x, logabsdet = checked_pair(layer.inverse(x, context), n, self, i, "inverse")
+            total = total + logabsdet
         return x, total
 
     def __len__(self):

@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import Compose
+from .core import Compose, check_event
 from .flows import alternating_orders
 from .transforms.autoregressive import MaskedAffineAutoregressive
 from .transforms.elementwise import Logit
-from .validation import check_count, check_dim, check_features
+from .validation import check_context, check_count, check_dim, check_features, model_dtype
 
 __all__ = ["VariationalDequantizer", "DequantizedFlow"]
 
@@ -81,8 +81,8 @@ class VariationalDequantizer(nn.Module):
         s = torch.rand(x.shape, dtype=x.dtype, device=x.device).clamp(1e-6, 1 - 1e-6)
         eps = torch.log(s) - torch.log1p(-s)                                  # standard logistic
         log_base = (F.logsigmoid(eps) + F.logsigmoid(-eps)).sum(1)
-        u, ladj = self.transform(eps, 2 * x / (self.levels - 1) - 1)
-        return u, log_base - ladj
+        u, logabsdet = self.transform(eps, 2 * x / (self.levels - 1) - 1)
+        return u, log_base - logabsdet
 
 
 class DequantizedFlow(nn.Module):
@@ -95,8 +95,15 @@ class DequantizedFlow(nn.Module):
     then trains the flow and the dequantizer jointly. ``lower_bound(x, n)`` averages n draws,
     ``log_likelihood(x, n)`` is the importance-weighted estimate.
 
+    The flow may be a vector flow (``x`` of shape ``(N, D)``) or an image flow (``(N, C, H, W)``,
+    D = C H W; the dequantizer sees the images flattened). ``sample(n, temperature=T)`` draws
+    :math:`y` from the flow and returns the integers :math:`\min(\lfloor K y \rfloor, K-1)`
+    (clamped to 0..K-1) as a ``torch.long`` tensor. There is no ``sample_and_log_prob``: the
+    model's :math:`\log P(x)` is an integral with no closed form; score samples with
+    ``log_likelihood(x, n)`` (pass ``x.float()``, or any dtype: integers are converted).
+
     Args:
-        flow: a ``Flow`` on the unit cube with ``features`` = D (e.g. ending in ``Logit``).
+        flow: a ``Flow`` on the unit cube (e.g. ending in ``Logit``), ``features`` = D.
         levels: K.
         dequantizer: ``None`` (uniform) or a ``VariationalDequantizer(D, K)``.
 
@@ -109,33 +116,57 @@ class DequantizedFlow(nn.Module):
         >>> iw = torch.logsumexp(log_w, 0) - math.log(8)        # what log_likelihood(x, 8) computes
         >>> bool((log_w.mean(0) <= iw).all())                   # Jensen: above the bound (the mean)
         True
+        >>> model.sample(3, temperature=0.5).dtype
+        torch.int64
     """
 
     def __init__(self, flow: nn.Module, levels: int, dequantizer: VariationalDequantizer | None = None):
         super().__init__()
         self.flow, self.dequantizer = flow, dequantizer
         self.features, self.levels = flow.features, check_dim(levels, "levels")
+        self.event_shape = tuple(getattr(flow, "event_shape", (self.features,)))
         if dequantizer is not None and (dequantizer.features, dequantizer.levels) != (self.features, self.levels):
             raise ValueError(f"the dequantizer is for {dequantizer.features} features and {dequantizer.levels} "
                              f"levels, the model for {self.features} and {self.levels}")
 
     def noise(self, x):
-        """``(u, log q(u | x))``: one draw per row, uniform (log q = 0) or from the dequantizer."""
+        """``(u, log q(u | x))``: one draw per example, uniform (log q = 0) or from the dequantizer."""
         if self.dequantizer is None:
             return torch.rand_like(x), x.new_zeros(x.shape[0])
-        return self.dequantizer(x)
+        u, log_q = self.dequantizer(x.flatten(1))
+        return u.view_as(x), log_q
 
     def log_density(self, v):
         r""":math:`\log p(v)` of points :math:`v = x + u` in :math:`[0, K)^D`: :math:`\log p_y(v/K) - D\log K`."""
         return self.flow.log_prob(v / self.levels) - self.features * math.log(self.levels)
 
     def log_prob(self, x, context=None):
-        """One-sample estimate of the lower bound on log P(x), per row (what ``fit`` maximizes)."""
-        if context is not None:
-            raise ValueError("DequantizedFlow takes no context")
-        check_features(x, self.features, "x")
+        """One-sample estimate of the lower bound on log P(x), per example (what ``fit`` maximizes)."""
+        check_context(context, 0, "DequantizedFlow", "log_prob")
+        if len(self.event_shape) == 1:
+            check_features(x, self.features, "x")
+        else:
+            check_event(x, self.event_shape, "x")
+        if not x.is_floating_point():          # integers: in the flow's dtype
+            x = x.to(model_dtype(self) or torch.get_default_dtype())
         u, log_q = self.noise(x)
         return self.log_density(x + u) - log_q
+
+    @torch.no_grad()
+    def sample(self, n=1, temperature: float = 1.0) -> torch.Tensor:
+        r"""``n`` integer samples in 0..K-1 (a ``torch.long`` tensor of shape ``(*n, *event_shape)``).
+
+        ``y = flow.sample(n, temperature=T)``, then :math:`x = \min(\lfloor K y\rfloor, K - 1)`
+        clamped at 0 (a flow on the unit cube stays inside; the clamp only catches round-off).
+        """
+        y = self.flow.sample(n, temperature=temperature)
+        return torch.floor(self.levels * y).clamp(0, self.levels - 1).long()
+
+    def sample_and_log_prob(self, n=1, temperature: float = 1.0):
+        """Not available: log P(x) of a dequantized model has no closed form (see the class docstring)."""
+        raise NotImplementedError("DequantizedFlow has no sample_and_log_prob: log P(x) is an integral over the "
+                                  "cell with no closed form; use x = model.sample(n) and "
+                                  "model.log_likelihood(x, n=100) (an importance-weighted estimate)")
 
     def log_weights(self, x, n: int) -> torch.Tensor:
         """``(n, batch)`` values of ``log p(x + u_i) - log q(u_i | x)`` for n draws per row."""

@@ -6,9 +6,10 @@ import math
 import torch
 from torch import nn
 
+from .core import check_event
 from .validation import check_count, check_dim, check_features
 
-__all__ = ["StandardNormal", "BoxUniform"]
+__all__ = ["StandardNormal", "BoxUniform", "MixtureBase", "gaussian_log_prob", "mixture_log_prob", "mixture_rsample"]
 
 
 class StandardNormal(nn.Module):
@@ -16,31 +17,49 @@ class StandardNormal(nn.Module):
 
     .. math:: \log p(z) = -\tfrac12 \lVert z\rVert^2 - \tfrac D2 \log 2\pi
 
+    ``features`` is an int for vectors, or an event shape such as ``(C, H, W)`` for images:
+    then ``sample(n)`` returns ``(n, C, H, W)`` and ``log_prob`` sums over the whole event.
+    Attributes: ``event_shape`` (a tuple) and ``features`` (its product, D).
+
     Example:
         >>> import flowbook
         >>> base = flowbook.StandardNormal(3)
-        >>> z = base.sample(10)
-        >>> base.log_prob(z).shape
+        >>> base.log_prob(base.sample(10)).shape
         torch.Size([10])
+        >>> images = flowbook.StandardNormal((1, 8, 8))
+        >>> images.sample(4).shape, images.features
+        (torch.Size([4, 1, 8, 8]), 64)
     """
 
-    def __init__(self, features: int):
+    def __init__(self, features):
         super().__init__()
-        self.features = check_dim(features, "features")
+        if isinstance(features, (tuple, list, torch.Size)):
+            if len(features) == 0:
+                raise ValueError("features must be a positive integer or a non-empty event shape, got ()")
+            self.event_shape = tuple(check_dim(s, "features (an event shape)") for s in features)
+        else:
+            self.event_shape = (check_dim(features, "features"),)
+        self.features = math.prod(self.event_shape)
+        self._dims = tuple(range(-len(self.event_shape), 0))   # the event's axes, summed in log_prob
         # A buffer carries device and dtype: flow.to(...) / flow.double() move the base too.
         self.register_buffer("_anchor", torch.zeros(()))
         self._log_norm = 0.5 * self.features * math.log(2 * math.pi)
 
     def sample(self, n: int) -> torch.Tensor:
-        """``n`` draws (``n`` a count: integer-like, >= 0), shape ``(n, features)``."""
-        return torch.randn(check_count(n, "n"), self.features, device=self._anchor.device, dtype=self._anchor.dtype)
+        """``n`` draws (``n`` a count: integer-like, >= 0), shape ``(n, *event_shape)``."""
+        return torch.randn(check_count(n, "n"), *self.event_shape, device=self._anchor.device,
+                           dtype=self._anchor.dtype)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        check_features(z, self.features, "z")
-        return -0.5 * z.pow(2).sum(-1) - self._log_norm
+        r""":math:`\log p(z)` of each ``z`` of shape ``(batch, *event_shape)``, shape ``(batch,)``."""
+        if len(self._dims) == 1:
+            check_features(z, self.features, "z")
+        else:
+            check_event(z, self.event_shape, "z")
+        return -0.5 * z.pow(2).sum(self._dims) - self._log_norm
 
     def extra_repr(self):
-        return f"features={self.features}"
+        return f"features={self.features if len(self.event_shape) == 1 else self.event_shape}"
 
 
 class BoxUniform(nn.Module):
@@ -67,6 +86,7 @@ class BoxUniform(nn.Module):
         if not (high > low).all():
             raise ValueError("high must be larger than low in every coordinate")
         self.features = check_dim(low.numel(), "len(low)")
+        self.event_shape = (self.features,)
         self.register_buffer("low", low)
         self.register_buffer("high", high)
 
@@ -82,16 +102,89 @@ class BoxUniform(nn.Module):
         return torch.where(inside, lp, torch.full_like(lp, -math.inf))
 
 
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    r"""Log-density of the diagonal Gaussian :math:`\mathcal N(\mu, \mathrm{diag}\,\sigma^2)`, summed over the last axis.
+
+    .. math:: \log \mathcal N(z; \mu, \mathrm{diag}\,\sigma^2)
+              &= -\tfrac12 \sum_i \Bigl[\Bigl(\frac{z_i - \mu_i}{\sigma_i}\Bigr)^2 + 2\log\sigma_i + \log 2\pi\Bigr],\\
+              \sigma &= e^{\mathtt{log\_std}}.
+
+    The three tensors broadcast against each other (a ``(batch, 1, D)`` z against ``(k, D)``
+    means gives the ``(batch, k)`` log-densities of every component).
+
+    Example:
+        >>> import torch, flowbook
+        >>> zero = torch.zeros(2)
+        >>> round(flowbook.gaussian_log_prob(zero, zero, zero).item(), 4)   # -log(2 pi)
+        -1.8379
+    """
+    return -0.5 * (((z - mean) * torch.exp(-log_std)) ** 2 + 2 * log_std + _LOG_2PI).sum(-1)
+
+
+def mixture_log_prob(z: torch.Tensor, means: torch.Tensor, log_std: torch.Tensor,
+                     logits: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Log-density of a mixture of ``k`` diagonal Gaussians at every row of ``z``, shape ``(batch,)``.
+
+    .. math:: \log p(z) &= \operatorname{logsumexp}_j \bigl[\log\pi_j + \log\mathcal N(z;\ \mu_j, \mathrm{diag}\,\sigma_j^2)\bigr],\\
+              \pi &= \mathrm{softmax}(\text{logits})
+
+    with ``means`` and ``log_std`` of shape ``(k, D)``; ``logits=None`` gives equal weights
+    :math:`\pi_j = 1/k` (an aggregated posterior, a VampPrior).
+
+    Example:
+        >>> import torch, flowbook
+        >>> means, log_std = torch.zeros(3, 2), torch.zeros(3, 2)   # three equal components
+        >>> z = torch.randn(4, 2)
+        >>> log_p = flowbook.distributions.mixture_log_prob(z, means, log_std)
+        >>> torch.allclose(log_p, flowbook.StandardNormal(2).log_prob(z))
+        True
+    """
+    log_weights = -math.log(len(means)) if logits is None else torch.log_softmax(logits, -1)
+    components = gaussian_log_prob(z.unsqueeze(-2), means, log_std)       # (batch, k)
+    return torch.logsumexp(log_weights + components, dim=-1)
+
+
+def mixture_rsample(n: int, means: torch.Tensor, log_std: torch.Tensor,
+                    logits: torch.Tensor | None = None) -> torch.Tensor:
+    r"""``n`` draws from the mixture of :func:`mixture_log_prob`, shape ``(n, D)``.
+
+    A component :math:`j \sim \pi` is drawn for each sample (without a gradient), then
+    :math:`z = \mu_j + \sigma_j \odot \varepsilon`, :math:`\varepsilon \sim \mathcal N(0, I)`:
+    differentiable in ``means`` and ``log_std`` (the reparameterization trick).
+
+    Example:
+        >>> import torch, flowbook
+        >>> means, log_std = torch.zeros(3, 2), torch.zeros(3, 2)
+        >>> flowbook.distributions.mixture_rsample(5, means, log_std).shape
+        torch.Size([5, 2])
+    """
+    n = check_count(n, "n")
+    if logits is None:
+        j = torch.randint(len(means), (n,), device=means.device)
+    elif n:
+        j = torch.multinomial(torch.softmax(logits.detach(), -1), n, replacement=True)
+    else:  # multinomial refuses n = 0
+        j = torch.zeros(0, dtype=torch.long, device=means.device)
+    return means[j] + torch.exp(log_std[j]) * torch.randn(n, means.shape[-1], device=means.device,
+                                                           dtype=means.dtype)
+
+
 class MixtureBase(nn.Module):
-    r"""A learnable mixture of ``k`` diagonal Gaussians, a base distribution for separated modes.
+    r"""A learnable mixture of ``k`` diagonal Gaussians: a base for separated modes, or a VAE's prior.
 
     .. math:: p(z) = \sum_{j=1}^{k} \pi_j \prod_{i=1}^{D} \mathcal N(z_i;\ \mu_{ji}, \sigma_{ji}^2),
-              \qquad \pi = \mathrm{softmax}(\text{logits}),\ \sigma = e^{\text{log\_std}}.
+              \qquad \pi = \mathrm{softmax}(\text{logits}),\ \sigma = e^{\mathtt{log\_std}}.
 
     A continuous bijection cannot tear one Gaussian into separate islands; a base with ``k``
-    modes gives the flow islands to start from. Every parameter is trained with the flow. The
-    means start at ``N(0, I)`` draws (distinct components, so they can move apart), the
-    standard deviations at 1, the weights equal.
+    modes gives the flow islands to start from. Every parameter (``logits``, ``means``,
+    ``log_std``) is trained with the flow. The means start at ``N(0, I)`` draws (distinct
+    components, so they can move apart), the standard deviations at 1, the weights equal.
+
+    As a VAE's prior (``VAE(..., prior=MixtureBase(latent, k))``) it is a learned prior; fit it
+    alone by maximum likelihood as a flow without layers, ``fit(Flow(prior, []), z)``.
 
     ``rsample(n)`` is differentiable in the means and standard deviations (the component of
     each sample is drawn without a gradient); ``sample(n)`` is the same without gradients.
@@ -119,16 +212,10 @@ class MixtureBase(nn.Module):
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         check_features(z, self.features, "z")
-        u = (z.unsqueeze(1) - self.means) * torch.exp(-self.log_std)   # (batch, k, D)
-        log_normal = (-0.5 * u.pow(2) - self.log_std).sum(-1) - 0.5 * self.features * math.log(2 * math.pi)
-        return torch.logsumexp(torch.log_softmax(self.logits, 0) + log_normal, dim=1)
+        return mixture_log_prob(z, self.means, self.log_std, self.logits)
 
     def rsample(self, n: int) -> torch.Tensor:
-        n = check_count(n, "n")
-        j = (torch.multinomial(torch.softmax(self.logits.detach(), 0), n, replacement=True) if n
-             else torch.zeros(0, dtype=torch.long, device=self.logits.device))  # multinomial refuses n = 0
-        eps = torch.randn(n, self.features, device=self.means.device, dtype=self.means.dtype)
-        return self.means[j] + torch.exp(self.log_std[j]) * eps
+        return mixture_rsample(n, self.means, self.log_std, self.logits)
 
     def sample(self, n: int) -> torch.Tensor:
         with torch.no_grad():
@@ -137,5 +224,3 @@ class MixtureBase(nn.Module):
     def extra_repr(self):
         return f"features={self.features}, k={self.k}"
 
-
-__all__ += ["MixtureBase"]

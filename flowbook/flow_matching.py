@@ -1,138 +1,130 @@
 r"""Flow matching with straight paths, minibatch optimal-transport pairing, and rectified flow.
 
-**Conditional flow matching** (Lipman et al., *Flow Matching for Generative Modeling*, 2023; Liu et
-al., *Flow Straight and Fast*, 2023). Pair a noise point :math:`x_0 \sim \mathcal N(0, I)` with a data
-point :math:`x_1`, and move along the straight line :math:`x_t = (1 - t)\,x_0 + t\,x_1`, whose velocity
-is :math:`x_1 - x_0`. Regressing a field on that velocity,
+Vocabulary: a noise point is :math:`z \sim \mathcal N(0, I)` (time :math:`t = 0`), a data point is
+:math:`x` (time :math:`t = 1`), and ``field(t, x_t)`` is the velocity field :math:`v_\theta`.
 
-.. math:: \mathcal L(\theta) = \mathbb E_{t \sim U[0,1],\,(x_0, x_1)}
-          \bigl\lVert v_\theta(t, x_t) - (x_1 - x_0)\bigr\rVert^2,
+**Conditional flow matching** (Lipman et al., *Flow Matching for Generative Modeling*, 2023; Liu et
+al., *Flow Straight and Fast*, 2023). Pair a noise point :math:`z` with a data point :math:`x`, and
+move along the straight line :math:`x_t = (1 - t)\,z + t\,x`, whose velocity is :math:`x - z`.
+Regressing a field on that velocity,
+
+.. math:: \mathcal L(\theta) = \mathbb E_{t \sim U[0,1],\,(z, x)}
+          \bigl\lVert v_\theta(t, x_t) - (x - z)\bigr\rVert^2,
 
 has the same minimizer as regressing on the *marginal* field
-:math:`u(t, x) = \mathbb E[x_1 - x_0 \mid x_t = x]`, whose ODE carries :math:`\mathcal N(0, I)` at
+:math:`u(t, y) = \mathbb E[x - z \mid x_t = y]`, whose ODE carries :math:`\mathcal N(0, I)` at
 :math:`t = 0` to the data at :math:`t = 1`. No ODE is solved during training.
 
 **Minibatch OT** (Tong et al., *Improving and Generalizing Flow-Based Generative Models with
 Minibatch Optimal Transport*, 2023; Pooladian et al., 2023). Pair the noise and data points of a
-batch by the assignment that minimizes :math:`\sum_i \lVert x_0^{(i)} - x_1^{(\sigma(i))}\rVert^2`
+batch by the assignment that minimizes :math:`\sum_i \lVert z^{(i)} - x^{(\sigma(i))}\rVert^2`
 (the Hungarian algorithm): paths cross less, so the learned trajectories are straighter.
 
-**Straightness and reflow** (Liu et al.). A trajectory :math:`z_t` is straight when its velocity is
-constant, :math:`S = \int_0^1 \mathbb E\lVert (z_1 - z_0) - \dot z_t\rVert^2 dt = 0`; then one Euler
-step is exact. *Reflow* trains a new field on the pairs :math:`(z_0, z_1)` that the current ODE
-produces, which straightens the paths.
+**Straightness and reflow** (Liu et al.). Write :math:`\phi_t(z)` for the solution of the field's
+ODE at time :math:`t` started from :math:`z`. A trajectory is straight when its velocity is
+constant, :math:`S = \int_0^1 \mathbb E\lVert (\phi_1(z) - z) - v(t, \phi_t(z))\rVert^2 dt = 0`;
+then one Euler step is exact. *Reflow* trains a new field on the pairs :math:`(z, \phi_1(z))` that
+the current ODE produces, which straightens the paths. Sampling integrates the ODE with the
+fixed-step solvers of ``flowbook.integrators`` (``euler``, ``rk4``).
 """
 from __future__ import annotations
-
-import time
 
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .data import Density2D
-from .train import History, adam, default_threads, optimizer_step
-from .transforms.ode import rk4
-from .runtime import progress_bar, threads as use_threads
+from .batches import batch_stream, check_data, model_shape
+from .engine import CLIP_GRAD, History, check_optimizer, check_schedule, optimize
+from .integrators import euler, rk4
+from .validation import check_count, model_dtype
 
-__all__ = ["cfm_loss", "ot_pairing", "euler_sample", "straightness", "reflow_pairs", "fit_flow_matching",
-           "energy_distance"]
+__all__ = ["cfm_loss", "ot_pairing", "straightness", "reflow_pairs", "fit_flow_matching", "energy_distance"]
 
 
-def cfm_loss(field, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-    r"""Conditional flow-matching loss with straight paths: mean of :math:`\lVert v(t, x_t) - (x_1 - x_0)\rVert^2`.
+def cfm_loss(field, z: torch.Tensor, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Conditional flow-matching loss with straight paths: mean of :math:`\lVert v(t, x_t) - (x - z)\rVert^2`.
+
+    The point at time :math:`t` on the line from the noise point to the data point is
+    :math:`x_t = (1 - t)\,z + t\,x`, and its velocity is :math:`x - z`.
 
     Args:
-        field: called as ``field(t, x)`` with one time per row.
-        x0, x1: ``(n, D)`` paired noise and data points.
+        field: the velocity field, called as ``field(t, x_t)`` with one time per row.
+        z: ``(n, D)`` noise points (:math:`t = 0`).
+        x: ``(n, D)`` data points (:math:`t = 1`), paired row by row with ``z``.
         t: ``(n,)`` times; uniform on [0, 1] when not given.
 
     Example:
         >>> import torch, flowbook
-        >>> x0, x1 = torch.randn(8, 2), torch.randn(8, 2)
-        >>> exact = lambda t, x: x1 - x0          # a "field" that knows each pair's velocity
-        >>> flowbook.cfm_loss(exact, x0, x1).item()
+        >>> z, x = torch.randn(8, 2), torch.randn(8, 2)
+        >>> exact = lambda t, x_t: x - z          # a "field" that knows each pair's velocity
+        >>> flowbook.cfm_loss(exact, z, x).item()
         0.0
     """
     if t is None:
-        t = torch.rand(x0.shape[0], dtype=x0.dtype, device=x0.device)
-    xt = (1 - t[:, None]) * x0 + t[:, None] * x1
-    return (field(t, xt) - (x1 - x0)).pow(2).sum(1).mean()
+        t = torch.rand(z.shape[0], dtype=z.dtype, device=z.device)
+    x_t = (1 - t[:, None]) * z + t[:, None] * x
+    return (field(t, x_t) - (x - z)).pow(2).sum(1).mean()
 
 
-def ot_pairing(x0: torch.Tensor, x1: torch.Tensor):
-    r"""Reorder ``x1`` so that the pairs :math:`(x_0^{(i)}, x_1^{(i)})` minimize the total squared distance.
+def ot_pairing(z: torch.Tensor, x: torch.Tensor):
+    r"""Reorder ``x`` so that the pairs :math:`(z^{(i)}, x^{(i)})` minimize the total squared distance.
 
     An exact optimal-transport plan between two equal-size batches with equal weights is a
-    permutation; ``scipy.optimize.linear_sum_assignment`` finds it in :math:`O(n^3)`.
+    permutation; ``scipy.optimize.linear_sum_assignment`` finds it in :math:`O(n^3)` (on the CPU;
+    the pairs are returned on the inputs' device).
 
     Example:
         >>> import torch, flowbook
-        >>> x0 = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
-        >>> flowbook.ot_pairing(x0, torch.tensor([[11.0, 0.0], [1.0, 0.0]]))[1]
+        >>> z = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+        >>> flowbook.ot_pairing(z, torch.tensor([[11.0, 0.0], [1.0, 0.0]]))[1]
         tensor([[ 1.,  0.],
                 [11.,  0.]])
     """
-    cost = torch.cdist(x0, x1).pow(2)
+    cost = torch.cdist(z, x).pow(2)
     rows, cols = linear_sum_assignment(cost.detach().cpu().numpy())
-    return x0[torch.as_tensor(rows)], x1[torch.as_tensor(cols)]
+    return z[torch.as_tensor(rows, device=z.device)], x[torch.as_tensor(cols, device=x.device)]
 
 
 @torch.no_grad()
-def euler_sample(field, z: torch.Tensor, steps: int, trajectory: bool = False):
-    r"""Integrate :math:`dz/dt = v(t, z)` from 0 to 1 with ``steps`` Euler steps :math:`z \leftarrow z + h\,v`.
+def straightness(field, z: torch.Tensor, solver_steps: int = 100) -> float:
+    r"""Liu et al.'s straightness :math:`\int_0^1 \mathbb E\lVert (\phi_1(z) - z) - v(t, \phi_t(z))\rVert^2 dt`.
 
-    Returns the end points, or with ``trajectory=True`` all ``steps + 1`` states, ``(steps + 1, n, D)``.
-
-    Example:
-        >>> import torch, flowbook
-        >>> flowbook.euler_sample(lambda t, z: torch.ones_like(z), torch.zeros(1, 2), steps=4)
-        tensor([[1., 1.]])
-    """
-    h, path = 1.0 / steps, [z]
-    for k in range(steps):
-        z = z + h * field(k * h, z)
-        path.append(z)
-    return torch.stack(path) if trajectory else z
-
-
-@torch.no_grad()
-def straightness(field, z: torch.Tensor, steps: int = 100) -> float:
-    r"""Liu et al.'s straightness :math:`\int_0^1 \mathbb E\lVert (z_1 - z_0) - v(t, z_t)\rVert^2 dt` along Euler paths.
-
-    Zero exactly when every trajectory moves at constant velocity (a straight line, travelled
-    uniformly); the integral is the average over the ``steps`` Euler steps.
+    :math:`\phi_t(z)` is the Euler path of the field's ODE from the noise points ``z``. Zero exactly
+    when every trajectory moves at constant velocity (a straight line, travelled uniformly); the
+    integral is the average over the ``solver_steps`` Euler steps.
 
     Example:
         >>> import torch, flowbook
-        >>> flowbook.straightness(lambda t, z: torch.ones_like(z), torch.randn(5, 2)) < 1e-10   # straight
+        >>> z = torch.randn(5, 2)
+        >>> flowbook.straightness(lambda t, x: torch.ones_like(x), z) < 1e-10        # straight
         True
-        >>> flowbook.straightness(lambda t, z: torch.ones_like(z) * 2 * t, torch.randn(5, 2)) > 0.6   # speeding up
+        >>> flowbook.straightness(lambda t, x: 2 * t * torch.ones_like(x), z) > 0.6  # speeds up
         True
     """
-    path = euler_sample(field, z, steps, trajectory=True)
-    velocities = (path[1:] - path[:-1]) * steps                  # v(t_k, z_k), one per step
+    path = euler(field, z, solver_steps=solver_steps, trajectory=True)
+    velocities = (path[1:] - path[:-1]) * solver_steps            # v(t_k, phi_k), one per step
     return (velocities - (path[-1] - path[0])).pow(2).sum(-1).mean().item()
 
 
 @torch.no_grad()
-def reflow_pairs(field, z: torch.Tensor, steps: int = 20):
-    r"""Couple each noise point with where the field's ODE takes it: the pairs :math:`(z_0, z_1)` of one reflow.
+def reflow_pairs(field, z: torch.Tensor, solver_steps: int = 20):
+    r"""Couple each noise point with where the field's ODE takes it: the pairs :math:`(z, \phi_1(z))` of one reflow.
 
-    The ODE is solved with ``steps`` RK4 steps. Training a new field on these pairs
+    The ODE is solved with ``solver_steps`` RK4 steps. Training a new field on these pairs
     (``fit_flow_matching(field, pairs)``) keeps the same end distribution with straighter paths.
 
     Example:
         >>> import torch, flowbook
-        >>> z0, z1 = flowbook.reflow_pairs(lambda t, z: -z, torch.ones(1, 2), steps=20)
-        >>> round(z1[0, 0].item(), 6)                 # z' = -z: z(1) = exp(-1)
+        >>> z, x = flowbook.reflow_pairs(lambda t, z: -z, torch.ones(1, 2), solver_steps=20)
+        >>> round(x[0, 0].item(), 6)                 # z' = -z: z(1) = exp(-1)
         0.367879
     """
-    return z, rk4(field, z, 0.0, 1.0, steps)
+    return z, rk4(field, z, 0.0, 1.0, solver_steps=solver_steps)
 
 
 @torch.no_grad()
 def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
-    r"""Energy distance between two samples, :math:`2\,\mathbb E\lVert X - Y\rVert - \mathbb E\lVert X - X'\rVert - \mathbb E\lVert Y - Y'\rVert`.
+    r"""Energy distance between two samples: :math:`2\,\mathbb E\lVert X - Y\rVert - \mathbb E\lVert X - X'\rVert
+    - \mathbb E\lVert Y - Y'\rVert`.
 
     Zero iff the two distributions are equal (Székely and Rizzo); it needs samples only, so it scores
     samplers that have no density, such as a few Euler steps. The within-sample means exclude the
@@ -141,8 +133,8 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
     Example:
         >>> import torch, flowbook
         >>> g = torch.Generator().manual_seed(0)
-        >>> same = flowbook.energy_distance(torch.randn(2000, 2, generator=g), torch.randn(2000, 2, generator=g))
-        >>> shifted = flowbook.energy_distance(torch.randn(2000, 2, generator=g), 1 + torch.randn(2000, 2, generator=g))
+        >>> a, b, c = (torch.randn(2000, 2, generator=g) for _ in range(3))
+        >>> same, shifted = flowbook.energy_distance(a, b), flowbook.energy_distance(a, 1 + c)
         >>> abs(same) < 0.01 < shifted
         True
     """
@@ -150,21 +142,27 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
     return 2 * torch.cdist(x, y).mean().item() - within(x) - within(y)
 
 
-def fit_flow_matching(field, data, *, steps: int = 1000, batch_size: int = 256, lr: float = 1e-3,
-                      pairing: str = "independent", transform_batch=None, clip_grad: float | None = None,
-                      threads: int | None = None, progress: bool = True,
-                      generator: torch.Generator | None = None) -> History:
+def fit_flow_matching(field, data, *, steps: int | None = None, epochs: int | None = None,
+                      batch_size: int | None = None, lr: float = 1e-3, clip_grad: float | None = CLIP_GRAD,
+                      threads: int | None = None, progress: bool = True, val_data=None, eval_every: int = 50,
+                      patience: int | None = None, generator: torch.Generator | None = None,
+                      pairing: str = "independent", transform_batch=None) -> History:
     r"""Train ``field`` by conditional flow matching from :math:`\mathcal N(0, I)` to ``data``; return a ``History``.
 
     Args:
         field: a vector field module, ``field(t, x)``, e.g. ``flowbook.nn.VectorField``.
-        data: a ``Density2D`` (a fresh batch every step), an ``(n, D)`` tensor (batches drawn
-            with replacement), or a pair ``(x0, x1)`` of ``(n, D)`` tensors: a fixed coupling
+        data: what ``fit`` takes (a tensor, shuffled once per epoch and walked without
+            replacement; a ``Density2D``, a fresh batch every step; a ``Dataset``; a ``DataLoader``
+            of ``x`` batches), or a pair ``(z, x)`` of ``(n, D)`` tensors: a fixed coupling
             (reflow), whose rows are drawn together.
+        steps, epochs, batch_size, lr, clip_grad, threads, progress, patience: as in ``fit``.
+        val_data: optional validation tensor; its flow-matching loss, with noise and times drawn
+            once (so that evaluations compare), is computed every ``eval_every`` steps, and the
+            field with the best one is kept.
+        generator: draws the shuffles, the noise and ``Density2D`` samples.
         pairing: ``"independent"`` (noise and data drawn independently) or ``"ot"`` (minibatch
             optimal transport, ``ot_pairing``). Ignored for a fixed coupling.
         transform_batch: optional function applied to each data batch (e.g. dequantization).
-        threads: intra-op threads while training (``None``: ``flowbook.train.default_threads``).
 
     Example:
         >>> import flowbook
@@ -175,38 +173,68 @@ def fit_flow_matching(field, data, *, steps: int = 1000, batch_size: int = 256, 
     """
     if pairing not in ("independent", "ot"):
         raise ValueError(f"pairing must be 'independent' or 'ot', got {pairing!r}")
-    if steps <= 0 or batch_size <= 0:
-        raise ValueError(f"steps and batch_size must be positive, got steps={steps}, batch_size={batch_size}")
+    steps, epochs = check_schedule(steps, epochs)
+    eval_every = check_count(eval_every, "eval_every", 1)
+    lr, _, clip_grad = check_optimizer(lr, 0.0, clip_grad)
+    if patience is not None:
+        patience = check_count(patience, "patience", 1)
+        if val_data is None:
+            raise ValueError("patience needs val_data: early stopping watches the validation loss")
     params = [p for p in field.parameters() if p.requires_grad]
-    opt, hist = adam(params, lr), History()
-    dev, dtype = params[0].device, params[0].dtype
-    with use_threads(default_threads(field) if threads is None else threads):
-        start = time.perf_counter()
-        bar = progress_bar(range(1, steps + 1), progress, "flow matching")
-        for step in bar:
-            x0, x1 = _batch(data, batch_size, generator)
-            x0, x1 = x0.to(dev, dtype), x1.to(dev, dtype)
-            if transform_batch is not None:
-                x1 = transform_batch(x1)
-            if pairing == "ot" and not isinstance(data, tuple):
-                x0, x1 = ot_pairing(x0, x1)
-            loss = cfm_loss(field, x0, x1)
-            optimizer_step(loss, opt, params, clip_grad, step, "try a smaller lr")
-            hist.train_loss.append(loss.item())
-            if step % 25 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-        bar.close()
-        hist.seconds = time.perf_counter() - start
-    return hist
+    if not params:
+        raise ValueError("the field has no trainable parameters (all frozen?); nothing to fit")
+    dev, dtype, shape = params[0].device, model_dtype(field) or params[0].dtype, model_shape(field)
+    coupled = isinstance(data, tuple)
+    if coupled and len(data) != 2:
+        raise ValueError(f"a fixed coupling is a pair (z, x) of tensors, got a tuple of {len(data)}")
+    x, z = (data[1], data[0]) if coupled else (data, None)
+    batches, steps = batch_stream(x, shape, dtype, dev, steps=steps, epochs=epochs, batch_size=batch_size,
+                                  context=z, generator=generator, transform=transform_batch,
+                                  name="data[1] (x)" if coupled else "data", context_name="data[0] (z)")
+    ot = pairing == "ot" and not coupled
+
+    def flow_matching_loss(batch):
+        x, z = batch
+        if z is None:
+            z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            if ot:
+                z, x = ot_pairing(z, x)
+        return cfm_loss(field, z, x)
+
+    validate = None
+    if val_data is not None:
+        val = _validation_pairs(check_data(val_data, "val_data", shape, dtype).to(dev), batch_size or 256, ot)
+        validate = lambda: _validation_loss(field, val)  # noqa: E731
+    return optimize(field, flow_matching_loss, batches, steps, lr=lr, clip_grad=clip_grad, threads=threads,
+                    progress=progress, validate=validate, eval_every=eval_every, patience=patience,
+                    history=History(loss_name="flow-matching loss"), diagnose=_which_input,
+                    desc="flow matching", hint="try a smaller lr or clip_grad")
 
 
-def _batch(data, batch_size, generator):
-    """A (noise, data) batch: fresh noise, or the rows of a fixed coupling."""
-    if isinstance(data, tuple):
-        idx = torch.randint(len(data[0]), (batch_size,), generator=generator)
-        return data[0][idx], data[1][idx]
-    if isinstance(data, Density2D):
-        x1 = data.sample(batch_size, generator)
-    else:
-        x1 = data[torch.randint(len(data), (batch_size,), generator=generator)]
-    return torch.randn(x1.shape, generator=generator, dtype=x1.dtype), x1
+def _which_input(batch):
+    """Which input of a non-finite flow-matching loss is to blame (parameters are checked before)."""
+    x, z = batch
+    if not torch.isfinite(x).all():
+        return "the batch x holds NaN or infinite values, although the data was checked finite: check transform_batch"
+    if z is not None and not torch.isfinite(z).all():
+        return "the noise z of the fixed coupling holds NaN or infinite values"
+    return None
+
+
+def _validation_pairs(x, batch_size, ot):
+    """Fixed ``(t, z, x)`` chunks of the validation data: the same noise and times at every evaluation."""
+    g = torch.Generator().manual_seed(0)
+    chunks = []
+    for xc in x.split(batch_size):
+        z = torch.randn(xc.shape, generator=g, dtype=xc.dtype).to(xc.device)
+        t = torch.rand(len(xc), generator=g, dtype=xc.dtype).to(xc.device)
+        chunks.append((t, *(ot_pairing(z, xc) if ot else (z, xc))))
+    return chunks
+
+
+@torch.no_grad()
+def _validation_loss(field, chunks) -> float:
+    field.eval()
+    total = sum(cfm_loss(field, z, x, t).item() * len(x) for t, z, x in chunks)
+    field.train()
+    return total / sum(len(x) for _, _, x in chunks)

@@ -1,5 +1,8 @@
 r"""Ready-made flows, each a ``flowbook.Flow`` with a standard normal base.
 
+The vector flows (``NICE``, ``RealNVP``, ``MultiscaleRealNVP``, ``MAF``, ``IAF``, ``NSF``,
+``NSFCoupling``) take ``(N, features)`` batches; ``Glow`` takes ``(N, C, H, W)`` images.
+
 Every vector flow here takes ``base=`` for another base distribution with the same number of
 features, e.g. ``RealNVP(2, base=MixtureBase(2, k=8))`` for data with separated modes
 (chapter 11); the layers do not change.
@@ -12,18 +15,22 @@ conditioner hidden sizes (H, H) in nflows or zuko.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from .core import Compose
-from .flow import Flow
+from .core import Compose, Inverse
 from .distributions import StandardNormal
+from .flow import Flow
 from .transforms.autoregressive import MaskedAffineAutoregressive
 from .transforms.coupling import AdditiveCoupling, AffineCoupling, alternating_mask, channel_mask, checkerboard_mask
 from .transforms.elementwise import Scaling
-from .transforms.multiscale import Partial, Squeeze
+from .transforms.image import GlowStep
+from .transforms.linear import Permutation
+from .transforms.multiscale import Partial, Squeeze, unsqueeze
 from .transforms.normalization import ActNorm
+from .transforms.spline import SplineAutoregressive, SplineCoupling
 from .validation import check_dim
 
-__all__ = ["NICE", "RealNVP", "MultiscaleRealNVP", "MAF", "IAF", "alternating_orders"]
+__all__ = ["NICE", "RealNVP", "MultiscaleRealNVP", "MAF", "IAF", "NSF", "NSFCoupling", "Glow", "alternating_orders"]
 
 
 def _masks(features, n_layers):
@@ -84,13 +91,15 @@ class RealNVP(Flow):
 
 
 class MultiscaleRealNVP(Flow):
-    r"""RealNVP with two scales for 1 x 8 x 8 images (the digits), flattened to 64 features.
+    r"""RealNVP with two scales for the 8 x 8 digits, a *vector* flow on the flattened 64 features.
 
     From the data side: ActNorm, two checkerboard couplings on the 8 x 8 image (each pixel
-    conditioned on its neighbours), ``Squeeze`` to 4 x 4 x 4, two channel couplings; then half the
-    features (channels 2-3) leave as latents and only channels 0-1 get two more checkerboard
-    couplings and an ActNorm (``Partial``): Dinh et al.'s multiscale design. The list below is in
-    the generative (latent -> data) order that ``Flow`` expects.
+    conditioned on its neighbours), the squeeze to 4 x 4 x 4 (a fixed permutation of the 64
+    features, the one of ``squeeze``), two channel couplings; then half the features (channels
+    2-3) leave as latents and only channels 0-1 get two more checkerboard couplings and an
+    ActNorm (``Partial``): Dinh et al.'s multiscale design with MLP conditioners. The list below
+    is in the generative (latent -> data) order that ``Flow`` expects. For ``(N, C, H, W)``
+    images and convolutional conditioners, see ``Glow``.
 
     Example:
         >>> import torch, flowbook
@@ -101,11 +110,12 @@ class MultiscaleRealNVP(Flow):
 
     def __init__(self, hidden: int = 64):
         layers = []
-        keep = torch.arange(32)                      # channels 0-1 of the squeezed 4x4x4 image
+        keep = torch.arange(32)          # channels 0-1 of the squeezed 4x4x4 image
         scale2 = [AffineCoupling(checkerboard_mask(2, 4, 4, even=e), hidden=hidden) for e in (False, True)]
         layers.append(Partial(Compose(*scale2, ActNorm(32)), keep, features=64))
         layers += [AffineCoupling(channel_mask(4, 4, 4, first=f), hidden=hidden) for f in (False, True)]
-        layers.append(Squeeze((1, 8, 8)))
+        # the squeeze 1x8x8 -> 4x4x4, as a permutation of the 64 features
+        layers.append(Permutation(unsqueeze(torch.arange(64).reshape(1, 4, 4, 4)).flatten()))
         layers += [AffineCoupling(checkerboard_mask(1, 8, 8, even=e), hidden=hidden) for e in (False, True)]
         layers.append(ActNorm(64))
         super().__init__(StandardNormal(64), layers)
@@ -135,18 +145,19 @@ class _AutoregressiveFlow(Flow):
     mode = ""
 
     def __init__(self, features: int, n_layers: int = 5, hidden=64, depth: int = 2, context_features: int = 0,
-                 degrees=None, base=None, **kwargs):
+                 degrees=None, base=None, clamp: float | None = 3.0, activation=nn.ReLU, dropout: float = 0.0):
         orders = alternating_orders(features, n_layers, degrees)
         layers = [MaskedAffineAutoregressive(features, hidden, depth, context_features, mode=self.mode,
-                                             degrees=order, **kwargs) for order in orders]
+                                             clamp=clamp, degrees=order, activation=activation, dropout=dropout)
+                  for order in orders]
         super().__init__(_base(features, base), layers)
 
 
 class MAF(_AutoregressiveFlow):
     """Masked autoregressive flow: ``n_layers`` MAF layers whose orders alternate (1..D, D..1, ...).
 
-    Density evaluation costs one MADE pass per layer, sampling D passes per layer. Extra
-    keyword arguments (``clamp``, ``activation``, ``dropout``) go to ``MaskedAffineAutoregressive``;
+    Density evaluation costs one MADE pass per layer, sampling D passes per layer. ``clamp``,
+    ``activation`` and ``dropout`` go to every ``MaskedAffineAutoregressive`` layer;
     ``degrees`` sets the first layer's order; ``base`` replaces the standard normal base.
 
     Example:
@@ -172,10 +183,6 @@ class IAF(_AutoregressiveFlow):
     """
 
     mode = "iaf"
-
-
-# ----------------------------------------------------------------------------- neural spline flows
-from .transforms.spline import SplineAutoregressive, SplineCoupling  # noqa: E402  (appended section)
 
 
 class NSF(Flow):
@@ -221,81 +228,45 @@ class NSFCoupling(Flow):
         super().__init__(_base(features, base), layers)
 
 
-__all__ += ["NSF", "NSFCoupling"]
-
-
-# ----------------------------------------------------------------------------- Glow (issue 17)
-from .transforms.image import GlowStep  # noqa: E402  (appended section)
-from .validation import check_count  # noqa: E402
-
-
-def sample_at_temperature(flow: Flow, n: int, temperature: float = 1.0, context=None) -> torch.Tensor:
-    r"""``n`` samples of ``flow`` with the base samples scaled by ``temperature`` T: :math:`x = f(T z)`.
-
-    For a standard normal base, :math:`Tz \sim \mathcal N(0, T^2 I)`, whose density is proportional
-    to :math:`p_Z(z)^{1/T^2}`: T < 1 keeps the samples near the modes of the base (Glow's
-    "temperature", which trades diversity for cleaner samples); T = 1 is ``flow.sample(n)``.
-    ``context``, for a conditional flow, is ``(n, context_features)``, passed to the layers as is.
-
-    Example:
-        >>> import torch, flowbook
-        >>> flow = flowbook.Flow(flowbook.StandardNormal(2), [flowbook.Affine(2)])
-        >>> _ = torch.manual_seed(0)
-        >>> round(flowbook.sample_at_temperature(flow, 4000, 0.5).std().item(), 1)  # the fresh Affine is the identity
-        0.5
-    """
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    with torch.no_grad():
-        z = flow.base.sample(check_count(n, "n"))
-        return flow.transform(temperature * z, context)[0]
-
-
 class Glow(Flow):
-    r"""Glow (Kingma and Dhariwal 2018): a multiscale flow of ``GlowStep`` for flat (C, H, W) images.
+    r"""Glow (Kingma and Dhariwal 2018): a multiscale flow of ``GlowStep`` on ``(N, C, H, W)`` images.
 
-    From the data side, each of the ``levels`` scales squeezes the image
-    ((C, H, W) -> (4C, H/2, W/2), ``Squeeze``), runs ``steps`` Glow steps (per-channel ActNorm,
-    invertible 1x1 convolution, affine coupling with a convolutional conditioner) and, except
-    at the last scale, factors out half of the channels to the latent (``Partial``): the next
-    scale works on (2C, H/2, W/2). H and W must be divisible by :math:`2^{\text{levels}}`;
-    ``levels=None`` takes 2 where H and W are multiples of 4, else 1 (any even H and W). The
-    factored-out halves get a standard normal prior (Glow learns one conditioned on the rest).
-
-    ``sample(n, temperature=T)`` scales the base samples by T (``sample_at_temperature``).
+    From the data side, each of the ``levels`` scales squeezes the image ((C, H, W) ->
+    (4C, H/2, W/2), ``Squeeze``), runs ``n_layers`` Glow steps (per-channel ActNorm, invertible
+    1x1 convolution, affine coupling with a convolutional network) and, except at the last
+    scale, factors out half of the channels to the latent (``Partial``): the next scale works
+    on (2C, H/2, W/2). Each scale then unsqueezes (a permutation, log-det 0), so the latent has
+    the image's shape and the base is ``StandardNormal((C, H, W))``. H and W must be divisible
+    by :math:`2^{\text{levels}}`; ``levels=None`` takes 2 where H and W are multiples of 4, else
+    1 (any even H and W). The factored-out halves get a standard normal prior (Glow learns one
+    conditioned on the rest). ``sample(n, temperature=T)`` is ``Flow``'s.
 
     Example:
         >>> import torch, flowbook
-        >>> flow = flowbook.Glow(1, 8, 8, steps=1, hidden=8)      # the digits' shape
-        >>> flow.log_prob(torch.randn(3, 64)).shape, flow.sample(2, temperature=0.7).shape
-        (torch.Size([3]), torch.Size([2, 64]))
+        >>> flow = flowbook.Glow(1, 8, 8, n_layers=1, hidden=8)      # the digits' shape
+        >>> flow.log_prob(torch.rand(3, 1, 8, 8)).shape, flow.sample(2, temperature=0.7).shape
+        (torch.Size([3]), torch.Size([2, 1, 8, 8]))
     """
 
-    def __init__(self, channels: int, height: int, width: int, levels: int | None = None, steps: int = 2,
+    def __init__(self, channels: int, height: int, width: int, levels: int | None = None, n_layers: int = 2,
                  hidden: int = 32):
         c, h, w = (check_dim(v, name) for v, name in ((channels, "channels"), (height, "height"), (width, "width")))
         if levels is None:
             levels = 2 if h % 4 == 0 and w % 4 == 0 else 1
-        levels, steps = check_dim(levels, "levels"), check_dim(steps, "steps")
+        levels, n_layers = check_dim(levels, "levels"), check_dim(n_layers, "n_layers")
         if h % 2 ** levels or w % 2 ** levels:
             raise ValueError(f"Glow with levels={levels} needs height and width divisible by {2 ** levels}, got "
                              f"{h}x{w}; use fewer levels (levels=1 needs only an even height and width)")
-        self.shape, self.levels, self.steps = (c, h, w), levels, steps
-        super().__init__(StandardNormal(c * h * w), self.scale(c, h, w, levels, steps, hidden))
+        self.levels, self.n_layers = levels, n_layers
+        super().__init__(StandardNormal((c, h, w)), self.scale(c, h, w, levels, n_layers, hidden))
 
     @staticmethod
-    def scale(c: int, h: int, w: int, levels: int, steps: int, hidden: int) -> Compose:
-        """One scale and, inside a ``Partial``, the scales below it; generative order."""
-        c2, h2, w2 = 4 * c, h // 2, w // 2
-        data_to_latent = [Squeeze((c, h, w))] + [GlowStep(c2, h2, w2, hidden) for _ in range(steps)]
-        if levels > 1:  # the first 2C channels go on to the next scale, the others leave as latents
-            inner = Glow.scale(2 * c, h2, w2, levels - 1, steps, hidden)
-            data_to_latent.append(Partial(inner, torch.arange(c2 * h2 * w2 // 2), features=c2 * h2 * w2))
+    def scale(c, h, w, levels: int, n_layers: int, hidden: int) -> Compose:
+        """One scale and, inside a ``Partial``, the scales below it: (C, H, W) -> (C, H, W), generative order."""
+        data_to_latent = [Squeeze(c, h, w)] + [GlowStep(4 * c, hidden) for _ in range(n_layers)]
+        if levels > 1:  # the first 2C channels go on to the next scale, the others are latents
+            inner = Glow.scale(2 * c, h // 2, w // 2, levels - 1, n_layers, hidden)
+            data_to_latent.append(
+                Partial(inner, torch.arange(2 * c), channels=4 * c, height=h // 2, width=w // 2))
+        data_to_latent.append(Inverse(Squeeze(c, h, w)))  # unsqueeze: the latent is an image
         return Compose(*reversed(data_to_latent))
-
-    def sample(self, n=1, context=None, temperature: float = 1.0) -> torch.Tensor:
-        """``n`` samples (an int), with the base samples scaled by ``temperature`` (1: plain sampling)."""
-        return sample_at_temperature(self, n, temperature, context)
-
-
-__all__ += ["Glow", "sample_at_temperature"]

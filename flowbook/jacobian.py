@@ -31,7 +31,8 @@ def jacobian(f, x: torch.Tensor) -> torch.Tensor:
     Args:
         f: maps a ``(batch, D)`` tensor to a ``(batch, D')`` tensor, or to a tuple whose first
             element is that (so a ``Bijection`` can be passed directly). Rows must not interact.
-        x: ``(batch, D)`` points, or a single ``(D,)`` point.
+        x: ``(batch, D)`` points, or a single ``(D,)`` point; ``(batch, C, H, W)`` images are
+            flattened (D = C H W).
 
     Returns:
         ``(batch, D', D)`` Jacobians (``(D', D)`` for a single point).
@@ -54,6 +55,7 @@ def jacobian(f, x: torch.Tensor) -> torch.Tensor:
         J = torch.func.vmap(torch.func.jacrev(one))(xb)
     except Exception:  # layers with in-place ops or data-dependent control flow
         J = torch.stack([torch.autograd.functional.jacobian(one, row) for row in xb])
+    J = J.reshape(len(xb), -1, xb[0].numel())  # (N, C, H, W) images: the Jacobian of the flattened map
     return J[0] if single else J
 
 
@@ -114,46 +116,50 @@ def _nonfinite(value, what, z):
     kind = "NaN" if torch.isnan(first).any() else "infinite"
     hint = " (a log of a negative number or of 0? take log|.|)" if kind == "NaN" and "log-det" in what else ""
     return (f"{what} is {kind} for {int(rows.sum())} of {len(z)} inputs (first: row {i}, "
-            f"z = {[round(v, 4) for v in z[i].tolist()]}){hint}")
+            f"z = {[round(v, 4) for v in z[i].flatten().tolist()]}){hint}")
 
 
 def _measure(b, z, context, atol, name):
     """Run the three checks on ``b``; return (report, problems, is_identity)."""
     n = z.shape[0]
-    x, ladj = _pair(b(z, context), name, "forward", n)
+    x, forward_logabsdet = _pair(b(z, context), name, "forward", n)
     if x.shape != z.shape:
         raise AssertionError(f"{name}.forward returned x of shape {tuple(x.shape)}, expected {tuple(z.shape)}")
     brute = logabsdet(lambda v: b(v, context), z) if context is None else torch.stack(
-        [logabsdet(lambda v, c=c: b(v, c.unsqueeze(0)), row) for row, c in zip(z, context)])
-    problems = [p for p in (_nonfinite(x, "forward()'s output x", z), _nonfinite(ladj, "forward()'s log-det", z),
+        [logabsdet(lambda v, c=c: b(v, c.unsqueeze(0)), row.unsqueeze(0))[0] for row, c in zip(z, context)])
+    problems = [p for p in (_nonfinite(x, "forward()'s output x", z),
+                            _nonfinite(forward_logabsdet, "forward()'s log-det", z),
                             _nonfinite(brute, "autograd slogdet of forward()'s Jacobian", z)) if p]
-    logdet_error = (ladj - brute).abs().max().item()
+    logdet_error = (forward_logabsdet - brute).abs().max().item()
     has_inverse = True
     try:
-        z_back, ladj_inv = _pair(b.inverse(x, context), name, "inverse", n)
+        z_back, inverse_logabsdet = _pair(b.inverse(x, context), name, "inverse", n)
     except NotImplementedError:
         has_inverse, roundtrip, sum_error = False, float("nan"), float("nan")
     else:
         problems += [p for p in (_nonfinite(z_back, "inverse()'s output", z),
-                                 _nonfinite(ladj_inv, "inverse()'s log-det", z)) if p]
+                                 _nonfinite(inverse_logabsdet, "inverse()'s log-det", z)) if p]
         roundtrip = (z_back - z).abs().max().item()
-        sum_error = (ladj + ladj_inv).abs().max().item()
+        sum_error = (forward_logabsdet + inverse_logabsdet).abs().max().item()
     report = BijectionReport(roundtrip, logdet_error, sum_error, atol, has_inverse)
 
     if has_inverse and not roundtrip <= atol:  # "not <=": a NaN fails
         problems.append(f"inverse(forward(z)) differs from z by up to {roundtrip:.3g}: inverse() does "
                         "not undo forward()")
     if not logdet_error <= atol:
-        i = (ladj - brute).abs().nan_to_num(float("inf")).argmax()
+        i = (forward_logabsdet - brute).abs().nan_to_num(float("inf")).argmax()
         hint = ""
-        if torch.allclose(ladj, -brute, atol=max(atol, 1e-9)):
+        if torch.allclose(forward_logabsdet, -brute, atol=max(atol, 1e-9)):
             hint = (" The values are the autograd ones with the sign flipped: forward() must return "
                     "log|det dx/dz| (the generative direction), not log|det dz/dx|.")
-        problems.append(f"forward() returned log-det {ladj[i].item():.6g} where autograd slogdet gives "
+        problems.append(f"forward() returned log-det {forward_logabsdet[i].item():.6g} where autograd slogdet gives "
                         f"{brute[i].item():.6g} (max error {logdet_error:.3g}).{hint}")
     if has_inverse and not sum_error <= atol:
         problems.append(f"forward and inverse log-dets do not cancel (max |sum| = {sum_error:.3g})")
-    identity = not problems and (x - z).abs().max().item() <= atol and ladj.abs().max().item() <= atol
+    if problems:  # a layer whose autoregressive pattern explains the failure: point to check_autoregressive
+        from .triangular import autoregressive_hint  # (triangular imports this module)
+        problems += [hint for hint in [autoregressive_hint(b, z, context, forward_logabsdet)] if hint]
+    identity = not problems and (x - z).abs().max().item() <= atol and forward_logabsdet.abs().max().item() <= atol
     return report, problems, identity
 
 
@@ -174,7 +180,7 @@ def check_bijection(bijection, z: torch.Tensor, context=None, atol: float = 1e-6
 
     Args:
         bijection: a ``flowbook.Bijection`` (``forward`` returns ``(x, log|det ∂x/∂z|)``).
-        z: ``(batch, D)`` finite inputs of the forward direction.
+        z: ``(batch, D)`` finite inputs of the forward direction (``(batch, C, H, W)`` for images).
         context: optional ``(batch, context_features)`` conditioning input, passed to both directions.
         atol: largest error accepted.
         perturb: scale of the parameter noise used when the layer is the identity map.
@@ -191,7 +197,8 @@ def check_bijection(bijection, z: torch.Tensor, context=None, atol: float = 1e-6
         >>> flowbook.check_bijection(flowbook.Affine(2), torch.randn(4, 2)).perturbed  # fresh: identity
         True
     """
-    z = check_tensor(z, "z").detach().to(dtype)
+    image = isinstance(z, torch.Tensor) and z.dim() > 2          # (N, C, H, W): checked as flat rows
+    z = check_tensor(z.flatten(1) if image else z, "z").detach().to(dtype).view(z.shape)
     if context is not None:
         context = check_tensor(context, "context").detach().to(dtype)
         if context.shape[0] != z.shape[0]:

@@ -24,9 +24,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .validation import check_dim, check_features
+from .validation import check_context, check_dim, check_features
 
-__all__ = ["mlp", "MaskedLinear", "MADE", "hidden_degrees", "made_mask"]
+__all__ = ["mlp", "MaskedLinear", "MADE", "hidden_degrees", "made_mask", "VectorField", "LinearField"]
 
 
 def mlp(in_features: int, out_features: int, hidden: int = 64, depth: int = 2, zero_init: bool = True,
@@ -215,16 +215,10 @@ class MADE(nn.Module):
 
     def forward(self, x: torch.Tensor, context=None) -> torch.Tensor:
         check_features(x, self.features, "x")
+        check_context(context, self.context_features, "MADE")
         h = self.input_layer(x)
         if self.context_layer is not None:
-            if context is None:
-                raise ValueError(f"this MADE was built with context_features={self.context_features}; "
-                                 "pass a context tensor")
-            check_features(context, self.context_features, "context")
             h = h + self.context_layer(context)
-        elif context is not None:
-            raise ValueError("this MADE was built with context_features=0 and takes no context; "
-                             "build it with context_features=<width> to condition on one")
         h = self.activate(h)
         for layer in self.hidden_layers:
             h = self.activate(layer(h))
@@ -273,22 +267,11 @@ class VectorField(nn.Module):
     def forward(self, t, z, context=None):
         check_features(z, self.features, "z")
         t = torch.as_tensor(t, dtype=z.dtype, device=z.device).expand(z.shape[0]).unsqueeze(1)
-        inputs = [z, t]
-        if self.context_features:
-            if context is None:
-                raise ValueError(f"this field was built with context_features={self.context_features}; "
-                                 "pass a context tensor")
-            check_features(context, self.context_features, "context")
-            inputs.append(context)
-        elif context is not None:
-            raise ValueError("this field was built with context_features=0 and takes no context")
-        return self.net(torch.cat(inputs, 1))
+        check_context(context, self.context_features, "VectorField")
+        return self.net(torch.cat([z, t] if context is None else [z, t, context], 1))
 
     def extra_repr(self):
         return f"features={self.features}, context_features={self.context_features}"
-
-
-__all__ += ["VectorField"]
 
 
 class LinearField(nn.Module):
@@ -314,6 +297,3 @@ class LinearField(nn.Module):
 
     def forward(self, t, z):
         return z @ self.A.T
-
-
-__all__ += ["LinearField"]

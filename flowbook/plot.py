@@ -111,14 +111,29 @@ def deformed_grid(fn, bounds=(-3, 3), lines: int = 15, n: int = 200, ax=None, ti
     return ax
 
 
-def images(x, nrow: int = 10, shape=(8, 8), ax=None, title=None, vmax=None):
-    """Tile a batch of flattened images (e.g. 8x8 digits) into one grid."""
+def images(x, nrow: int = 10, ax=None, title=None, vmax=None, height: int | None = None, width: int | None = None):
+    """Tile a batch of grey images into one grid: ``(N, 1, H, W)``, ``(N, H, W)``, or flat ``(N, H*W)`` rows.
+
+    Flat rows are ``height`` x ``width`` (default: square, e.g. 64 features -> 8 x 8).
+
+    Example:
+        >>> import torch
+        >>> images(torch.rand(3, 1, 8, 8)).get_images()[0].get_array().shape   # 3 tiles and 2 gaps
+        (8, 26)
+    """
     ax = _ax(ax)
-    x = torch.as_tensor(x).detach().cpu().float().reshape(-1, *shape).numpy()
-    n = len(x)
+    x = torch.as_tensor(x).detach().cpu().float()
+    if x.dim() == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    elif x.dim() == 2:
+        h = height or width or int(round(x.shape[1] ** 0.5))
+        x = x.reshape(len(x), h, width or x.shape[1] // h)
+    if x.dim() != 3:
+        raise ValueError(f"x must hold grey images, (N, 1, H, W), (N, H, W) or flat (N, H*W); got {tuple(x.shape)}")
+    x = x.numpy()
+    n, h, w = x.shape
     ncol = min(nrow, n)
     rows = int(np.ceil(n / ncol))
-    h, w = shape
     canvas = np.full((rows * (h + 1) - 1, ncol * (w + 1) - 1), np.nan)
     for i, im in enumerate(x):
         r, c = divmod(i, ncol)

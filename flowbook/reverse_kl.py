@@ -13,24 +13,23 @@ The expectation is over the flow's own samples :math:`x = g_\theta(z)`, :math:`z
 """
 from __future__ import annotations
 
+import itertools
 import math
-import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
 
-from .train import History, _check_optimizer, adam, default_threads, optimizer_step
-from .runtime import progress_bar, threads as use_threads
-from .validation import check_count
+from .engine import CLIP_GRAD, History, check_optimizer, check_schedule, optimize
+from .validation import check_count, check_tensor, model_dtype
 
 __all__ = ["fit_reverse_kl", "evaluate_elbo", "ReverseKLHistory", "ELBOEstimate"]
 
 
-@dataclass
+@dataclass(repr=False)
 class ReverseKLHistory(History):
     """``train_loss`` is the loss optimized (with annealing, ``E[log q - beta log p~]``);
-    ``elbo`` the ELBO of each step's batch, a lower bound on log Z."""
+    ``elbo`` the ELBO of each step's batch, a lower bound on log Z. ``plot()`` draws the ELBO."""
 
     elbo: list = field(default_factory=list)
 
@@ -38,7 +37,13 @@ class ReverseKLHistory(History):
     def final_elbo(self) -> float:
         """Mean ELBO over the last 50 steps (a noisy lower bound on log Z; see ``evaluate_elbo``)."""
         tail = self.elbo[-50:]
-        return sum(tail) / len(tail)
+        return sum(tail) / len(tail) if tail else math.nan
+
+    def summary(self) -> list[str]:
+        return [f"steps={self.steps}", f"final_elbo={self.final_elbo:.3f}"]
+
+    def curve(self) -> tuple[list, str, str]:
+        return self.elbo, "ELBO", "ELBO (nats), a lower bound on log Z"
 
 
 class ELBOEstimate(NamedTuple):
@@ -58,12 +63,18 @@ def _log_density(target):
                     f"got {type(target).__name__}")
 
 
-def _contexts(context, n, like):
-    """Draw ``n`` context rows: ``context`` is a function of n, or a tensor to draw rows from."""
-    if context is None:
-        return None
-    c = context(n) if callable(context) else context[torch.randint(len(context), (n,))]
-    return c.to(like.device, like.dtype)
+def _batches(context, n, like, generator, anneal_steps):
+    """Endless ``(beta, context)`` per step: the annealing's inverse temperature and ``n`` context rows.
+
+    ``context`` is ``None``, a function of n, or a tensor whose rows are drawn at random.
+    """
+    for step in itertools.count(1):
+        beta = min(1.0, 0.01 + step / anneal_steps) if anneal_steps > 0 else 1.0
+        if context is None:
+            yield beta, None
+        else:
+            c = context(n) if callable(context) else context[torch.randint(len(context), (n,), generator=generator)]
+            yield beta, c.to(like.device, like.dtype)
 
 
 def _anchor(flow):
@@ -71,24 +82,27 @@ def _anchor(flow):
     return p if p is not None else torch.zeros(())
 
 
-def fit_reverse_kl(flow, target, *, steps: int = 1000, batch_size: int = 256, lr: float = 1e-3,
-                   anneal_steps: int = 0, context=None, clip_grad: float | None = 10.0,
-                   threads: int | None = None, progress: bool = True) -> ReverseKLHistory:
+def fit_reverse_kl(flow, target, *, steps: int | None = None, batch_size: int = 256, lr: float = 1e-3,
+                   clip_grad: float | None = CLIP_GRAD, threads: int | None = None, progress: bool = True,
+                   generator: torch.Generator | None = None, anneal_steps: int = 0, context=None,
+                   epochs=None, val_data=None, patience=None) -> ReverseKLHistory:
     r"""Maximize the ELBO :math:`\mathbb E_q[\log\tilde p - \log q]` of ``flow`` with Adam.
 
     Args:
         flow: a ``flowbook.Flow``; only ``sample_and_log_prob`` is called (no inverse needed).
         target: an object with ``log_unnormalized(x)`` (or ``log_prob(x)``), or such a function.
             With ``context`` it is called as ``log_unnormalized(x, context)``.
-        steps, batch_size, lr: optimizer steps, samples per step, Adam learning rate.
+        steps, batch_size, lr: optimizer steps (default 1000), samples per step, Adam learning rate.
+        clip_grad, threads, progress: as in ``fit``.
+        generator: draws the context rows from a context tensor (the flow's own samples use
+            torch's global generator: seed with ``flowbook.seed``).
         anneal_steps: if > 0, the target's log-density is scaled by an inverse temperature
             rising linearly from 0.01 to 1 over these steps (Rezende & Mohamed's annealing),
             which lets the flow spread out before the target's fine structure pulls it in.
         context: for conditional flows and targets, a function ``n -> (n, c)`` tensor, or a
             tensor whose rows are drawn at random; each sample gets its own context row.
-        clip_grad: clip the gradient norm (``None`` to disable).
-        threads: intra-op threads during training, restored afterwards (``None``: as in ``fit``).
-        progress: show a ``tqdm`` bar with the running ELBO.
+        epochs, val_data, patience: refused (``ValueError``): the flow learns from its own
+            samples, so there is no data set to pass over or hold out.
 
     Returns:
         a ``ReverseKLHistory``; ``final_elbo`` is the ELBO-style lower bound on :math:`\log Z`.
@@ -101,53 +115,41 @@ def fit_reverse_kl(flow, target, *, steps: int = 1000, batch_size: int = 256, lr
         >>> len(hist.elbo), hist.final_elbo < U1().log_normalizer() + 0.5
         (20, True)
     """
-    steps, batch_size = check_count(steps, "steps", 1), check_count(batch_size, "batch_size", 1)
-    anneal_steps = check_count(anneal_steps, "anneal_steps")
-    lr, _, clip_grad = _check_optimizer(lr, 0.0, clip_grad)
+    for name, value in (("epochs", epochs), ("val_data", val_data), ("patience", patience)):
+        if value is not None:
+            raise ValueError(f"fit_reverse_kl takes no {name}: the flow learns from its own samples, so there is "
+                             "no data set to pass over or hold out; give steps= (and watch hist.elbo)")
+    steps, _ = check_schedule(steps, None)
+    batch_size, anneal_steps = check_count(batch_size, "batch_size", 1), check_count(anneal_steps, "anneal_steps")
+    lr, _, clip_grad = check_optimizer(lr, 0.0, clip_grad)
     log_p = _log_density(target)
-    params = [p for p in flow.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the flow has no trainable parameters (all frozen?); nothing to fit")
-    opt = adam(params, lr)
-    with use_threads(default_threads(flow) if threads is None else threads):
-        return _train_reverse_kl(flow, log_p, opt, params, steps, batch_size, anneal_steps, context, clip_grad,
-                                 progress)
-
-
-def _train_reverse_kl(flow, log_p, opt, params, steps, batch_size, anneal_steps, context, clip_grad, progress):
+    if isinstance(context, torch.Tensor):
+        context = check_tensor(context, "context", None, model_dtype(flow))
     anchor = _anchor(flow)
-    hist = ReverseKLHistory()
-    start = time.perf_counter()
-    flow.train()
-    bar = progress_bar(range(1, steps + 1), progress, "reverse KL")
-    for step in bar:
-        beta = min(1.0, 0.01 + step / anneal_steps) if anneal_steps > 0 else 1.0
-        ctx = _contexts(context, batch_size, anchor)
+
+    last = {}  # the terms of the latest step, for the diagnosis of a non-finite loss
+
+    def negative_elbo(batch):
+        beta, ctx = batch
         x, log_q = flow.sample_and_log_prob(batch_size, context=ctx)
         lp = log_p(x) if ctx is None else log_p(x, ctx)
-        loss = (log_q - beta * lp).mean()
-        optimizer_step(loss, opt, params, clip_grad, step, "try a smaller lr or annealing",
-                       diagnose=lambda: _which_side(flow, x, log_q, lp))
-        hist.train_loss.append(loss.item())
-        hist.elbo.append((lp - log_q).mean().item())
-        if step % 25 == 0:
-            bar.set_postfix(elbo=f"{hist.final_elbo:.3f}")
-    bar.close()
-    flow.eval()
-    hist.seconds = time.perf_counter() - start
-    return hist
+        last.update(x=x, log_q=log_q, lp=lp)
+        return (log_q - beta * lp).mean(), {"elbo": (lp - log_q).detach().mean()}
+
+    return optimize(flow, negative_elbo, _batches(context, batch_size, anchor, generator, anneal_steps), steps, lr=lr,
+                    clip_grad=clip_grad, threads=threads, progress=progress,
+                    history=ReverseKLHistory(loss_name="E[log q - log p~] (nats)"),
+                    diagnose=lambda batch: _which_side(**last),
+                    hint="try a smaller lr, clip_grad or annealing (anneal_steps=)", desc="reverse KL")
 
 
-def _which_side(flow, x, log_q, lp):
-    """Which term of a non-finite reverse-KL loss is to blame, in words."""
-    for name, p in flow.named_parameters():
-        if not torch.isfinite(p).all():
-            return f"the parameter {name} is NaN or infinite (an earlier update diverged; try a smaller lr)"
+def _which_side(x, log_q, lp):
+    """Which term of a non-finite reverse-KL loss is to blame, in words (parameters are checked before)."""
     if not torch.isfinite(x).all() or not torch.isfinite(log_q).all():
         return "the flow's samples or their log-density log q (sample_and_log_prob) are not finite"
     if not torch.isfinite(lp).all():
         return ("the target's log-density is NaN or infinite at some of the flow's samples "
-                "(is it defined on all of R^D? -inf where it is zero?)")
+                "(is it defined on all of R^D? -inf where it is zero? NaN in the target itself?)")
     return None
 
 

@@ -15,6 +15,10 @@ plane (the paper only ever shows the box :math:`[-4, 4]^2`). We add the soft wal
 :math:`\frac12(\max(|z_1| - 4, 0)/0.2)^2` to them, which leaves the box untouched and makes
 :math:`\log Z` finite; ``log_normalizer()`` computes it by quadrature, so the gap between an
 ELBO and :math:`\log Z` (the reverse KL) can be measured.
+
+The energies are computed where ``z`` lives (CPU or GPU, any float dtype), so a flow on
+``fb.device()`` trains against them without copies; ``log_normalizer`` integrates on the CPU in
+float64.
 """
 from __future__ import annotations
 

@@ -7,19 +7,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["check_dim", "check_features", "check_finite", "check_count", "check_positive", "check_tensor",
-           "dtype_error", "model_dtype"]
+__all__ = ["check_dim", "check_features", "check_context", "check_finite", "check_count", "check_positive",
+           "check_tensor", "dtype_error", "model_dtype", "check_clamp", "check_binary"]
 
 
-def check_dim(dim, name: str = "features") -> int:
-    """Return ``dim`` as an int, or raise ``ValueError`` if it is not a positive integer."""
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {dim!r}")
-    return int(dim)
+def check_dim(value, name: str = "features") -> int:
+    """Return ``value`` as an int, or raise ``ValueError`` naming ``name`` if it is not a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
-def check_features(x: torch.Tensor, dim: int | None, name: str = "x") -> None:
-    """Raise ``ValueError`` unless ``x`` is a ``(batch, dim)`` tensor (``dim`` features).
+def check_features(x: torch.Tensor, features: int | None, name: str = "x") -> None:
+    """Raise ``ValueError`` unless ``x`` is a ``(batch, features)`` tensor (any width for ``None``).
 
     Only the shape is checked, which costs nothing; finiteness is checked where data
     enters (``Flow.log_prob``, ``fit``), not inside every layer.
@@ -28,14 +28,46 @@ def check_features(x: torch.Tensor, dim: int | None, name: str = "x") -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 2:
         raise ValueError(
-            f"{name} must have shape (batch, {dim if dim else 'features'}), "
+            f"{name} must have shape (batch, {features if features else 'features'}), "
             f"got a tensor of shape {tuple(x.shape)}"
         )
-    if dim is not None and x.shape[1] != dim:
+    if features is not None and x.shape[1] != features:
         raise ValueError(
-            f"{name} has {x.shape[1]} features, expected {dim} "
-            f"(shape (batch, {dim}), got {tuple(x.shape)})"
+            f"{name} has {x.shape[1]} features, expected {features} "
+            f"(shape (batch, {features}), got {tuple(x.shape)})"
         )
+
+
+def check_context(context, context_features: int, owner: str, method: str | None = None,
+                  rows: int | None = None) -> None:
+    """Raise ``ValueError`` unless a context is given exactly when ``context_features > 0``.
+
+    The one rule of every conditional piece (couplings, MADE, vector fields, flows): a piece built
+    with ``context_features=w > 0`` needs a ``(batch, w)`` context, one built with 0 takes none.
+    The error names ``owner`` (and ``method``, e.g. ``"sample"``) and the shape to pass. With
+    ``rows`` (a flow's entry point) a single ``(w,)`` context shared by the rows is offered too and
+    the caller checks the shape; otherwise ``context`` must have shape ``(batch, w)``.
+    Python-only, cheap enough for every call of a layer.
+
+    Example:
+        >>> import torch
+        >>> check_context(None, 3, "MADE")
+        Traceback (most recent call last):
+        ...
+        ValueError: MADE is conditional (context_features=3): pass a context, a tensor of shape (batch, 3)
+    """
+    if context is None:
+        if context_features:
+            shape = (f"({context_features},) shared by every row, or ({rows}, {context_features})" if rows is not None
+                     else f"(batch, {context_features})")
+            raise ValueError(f"{owner} is conditional (context_features={context_features}): pass a context"
+                             f"{f' to {method}()' if method else ''}, a tensor of shape {shape}")
+    elif not context_features:
+        raise ValueError(f"{owner} takes no context (context_features=0), but {method + '() ' if method else ''}"
+                         f"got one of shape {tuple(getattr(context, 'shape', ()))}; to condition on one, build it "
+                         "with context_features=<width>")
+    elif rows is None:
+        check_features(context, context_features, "context")
 
 
 def check_finite(x: torch.Tensor, name: str = "x") -> None:
@@ -157,10 +189,10 @@ def check_tensor(x, name: str = "x", features: int | None = None, dtype: torch.d
         >>> import torch
         >>> check_tensor(torch.ones(2, 3, dtype=torch.long), "x", 3, torch.float32).dtype
         torch.float32
-        >>> check_tensor(torch.ones(2, 3, dtype=torch.float64), "x", 3, torch.float32)
+        >>> check_tensor(torch.ones(2, 3, dtype=torch.float64), "x", 3, torch.float32)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        TypeError: x has dtype torch.float64 but the model computes in torch.float32; convert the data with x.float(), or the model with .double()
+        TypeError: x has dtype torch.float64 but the model computes in torch.float32; ... x.float(), ...
     """
     if not isinstance(x, torch.Tensor):
         fix = "; convert it with torch.as_tensor(...)" if isinstance(x, (np.ndarray, list, tuple)) else ""
@@ -173,3 +205,35 @@ def check_tensor(x, name: str = "x", features: int | None = None, dtype: torch.d
     if finite:
         check_finite(x, name)
     return x
+
+
+def check_clamp(clamp):
+    """Return the bound ``clamp`` of a soft-clamped log-scale: a finite number > 0, or ``None`` (no clamp).
+
+    An infinite bound would make ``c tanh(s / c)`` compute ``inf * 0 = NaN``; a bound <= 0 would flip
+    or kill every scale.
+
+    Example:
+        >>> check_clamp(3), check_clamp(None)
+        (3, None)
+    """
+    if clamp is not None and not 0 < clamp < float("inf"):
+        raise ValueError(f"clamp must be positive and finite, or None, got {clamp}")
+    return clamp
+
+
+def check_binary(y: torch.Tensor, features: int, name: str = "y", dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Return ``y`` if it is a ``(batch, features)`` tensor of 0s and 1s, else raise ``ValueError`` naming ``name``.
+
+    The entry-point check of binary data. Converting 0s and 1s is exact in every dtype, so data
+    of any real dtype (bool, integers, float64 for a float32 model) is converted to ``dtype``
+    (the model's; ``None``: left as is).
+    """
+    y = check_tensor(y, name, features, None, finite=False)
+    if y.is_complex():
+        raise TypeError(f"{name} must be a real tensor of 0s and 1s, got dtype {y.dtype}")
+    if not ((y == 0) | (y == 1)).all():
+        bad = (~((y == 0) | (y == 1))).sum().item()
+        raise ValueError(f"{name} must be binary (entries 0 or 1); found {bad} other value(s), "
+                         "e.g. binarize with (x > threshold).float()")
+    return y if dtype is None or y.dtype == dtype else y.to(dtype)

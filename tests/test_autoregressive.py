@@ -93,17 +93,17 @@ def test_layer_with_context_passes_check_bijection(mode):
 def test_fresh_layer_is_identity(mode):
     layer = fb.MaskedAffineAutoregressive(D, 16, mode=mode)
     z = torch.randn(5, D)
-    for out, ladj in (layer(z), layer.inverse(z)):
-        assert torch.equal(out, z) and torch.equal(ladj, torch.zeros(5))
+    for out, logabsdet in (layer(z), layer.inverse(z)):
+        assert torch.equal(out, z) and torch.equal(logabsdet, torch.zeros(5))
 
 
 def test_scale_is_bounded():
     layer = fb.MaskedAffineAutoregressive(D, 16, mode="iaf", clamp=2.0)
     with torch.no_grad():
         layer.made.output.bias.fill_(1e4)  # huge raw log-scales
-    x, ladj = layer(torch.randn(4, D))
+    x, logabsdet = layer(torch.randn(4, D))
     assert torch.isfinite(x).all()
-    assert torch.allclose(ladj, torch.full((4,), 2.0 * D))
+    assert torch.allclose(logabsdet, torch.full((4,), 2.0 * D))
     with pytest.raises(ValueError, match="clamp must be positive"):
         fb.MaskedAffineAutoregressive(D, 8, clamp=0)
     with pytest.raises(ValueError, match="mode must be"):
@@ -234,9 +234,9 @@ def test_maf_is_the_inverse_of_an_iaf():
               for b in reversed(list(maf.transform))]
     iaf_of_inverse = fb.Compose(*layers)  # an IAF: its forward is the MAF's inverse
     x = torch.randn(10, D, dtype=torch.float64)
-    z, ladj = maf.transform.inverse(x)
-    z2, ladj2 = iaf_of_inverse(x)
-    assert torch.allclose(z, z2, atol=1e-10) and torch.allclose(ladj, ladj2, atol=1e-10)
+    z, logabsdet = maf.transform.inverse(x)
+    z2, logabsdet2 = iaf_of_inverse(x)
+    assert torch.allclose(z, z2, atol=1e-10) and torch.allclose(logabsdet, logabsdet2, atol=1e-10)
 
 
 def test_conditional_flow():
@@ -265,3 +265,51 @@ def test_maf_learns_a_correlated_gaussian():
     true_nll = 0.5 * torch.logdet(2 * math.pi * math.e * cov).item()
     after = fb.evaluate_nll(flow, data)
     assert before - true_nll > 0.5 and after - true_nll < 0.05, (before, after, true_nll)
+
+
+# ----------------------------------------------------------------------------- the shared base, the context
+class AdditiveAutoregressive(fb.Autoregressive):
+    """A law of one's own on the shared base: x_i = z_i + mu_i(earlier features)."""
+
+    def __init__(self, features, mode="maf"):
+        super().__init__(features, 1, hidden=16, mode=mode)
+
+    def law(self, v, u, context=None, inverse=False):
+        shift = self.made(u, context)[:, 0]
+        return (v - shift if inverse else v + shift), torch.zeros_like(v)
+
+
+@pytest.mark.parametrize("mode", ["maf", "iaf"])
+def test_the_autoregressive_base_takes_any_law(mode):
+    layer = randomize(AdditiveAutoregressive(D, mode))
+    calls = count_passes(layer)
+    fb.check_bijection(layer, torch.randn(8, D), atol=1e-9)
+    fb.check_autoregressive(layer, D)
+    assert isinstance(fb.MaskedAffineAutoregressive(2), fb.Autoregressive)
+    assert isinstance(fb.SplineAutoregressive(2), fb.Autoregressive)
+    calls.clear()
+    layer(torch.randn(2, D)), layer.inverse(torch.randn(2, D))
+    assert len(calls) == D + 1
+
+
+def test_context_is_checked_in_one_place():
+    from flowbook.validation import check_context
+    for piece, call in ((fb.MADE(3, 8, context_features=2), lambda m, c: m(torch.randn(4, 3), c)),
+                        (fb.VectorField(3, 8, context_features=2), lambda m, c: m(0.5, torch.randn(4, 3), c)),
+                        (fb.AffineCoupling(fb.half_mask(3), hidden=8, context_features=2),
+                         lambda m, c: m(torch.randn(4, 3), c))):
+        name = type(piece).__name__
+        with pytest.raises(ValueError, match=rf"^{name} is conditional \(context_features=2\): pass a context, "
+                                             r"a tensor of shape \(batch, 2\)$"):
+            call(piece, None)
+        with pytest.raises(ValueError, match=r"context has 3 features, expected 2"):
+            call(piece, torch.randn(4, 3))
+        call(piece, torch.randn(4, 2))
+    with pytest.raises(ValueError, match=r"^MADE takes no context \(context_features=0\), but got one of shape \(4, 2\)"):
+        fb.MADE(3, 8)(torch.randn(4, 3), torch.randn(4, 2))
+    with pytest.raises(ValueError, match=r"^DequantizedFlow takes no context"):
+        fb.DequantizedFlow(fb.Flow(fb.StandardNormal(2), [fb.Logit(2)]), 4).log_prob(torch.zeros(1, 2), torch.zeros(1, 1))
+    with pytest.raises(ValueError, match=r"^this flow is conditional \(context_features=2\): pass a context to "
+                                         r"sample\(\), a tensor of shape \(2,\) shared by every row, or \(5, 2\)$"):
+        fb.MAF(3, n_layers=1, hidden=8, context_features=2).sample(5)
+    check_context(None, 0, "anything")

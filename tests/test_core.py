@@ -54,7 +54,7 @@ def test_lulinear_from_matrix_and_singular_matrix():
     W = torch.tensor([[2.0, -1.0], [2.0, 1.0]])
     b = fb.LULinear(2, matrix=W)
     assert torch.allclose(b.matrix(), W)
-    assert math.isclose(b.log_abs_det().exp().item(), 4.0, rel_tol=1e-12)
+    assert math.isclose(b.logabsdet().exp().item(), 4.0, rel_tol=1e-12)
     with pytest.raises(ValueError, match="singular"):
         fb.LULinear(2, matrix=torch.tensor([[1.0, 2.0], [2.0, 4.0]]))
     with pytest.raises(ValueError, match="shape"):
@@ -94,6 +94,55 @@ def test_sample_shapes_and_sample_and_log_prob_consistent():
     assert x.shape == (6, 3) and lp.shape == (6,)
     assert torch.allclose(lp, flow.log_prob(x.detach()), atol=1e-10)
     assert flow.rsample(5).requires_grad
+
+
+# ------------------------------------------------------------------ sampling at a temperature
+TEMPERED = {
+    "RealNVP": lambda: fb.RealNVP(3, n_layers=2, hidden=8),
+    "MAF": lambda: fb.MAF(3, n_layers=2, hidden=8),
+    "NSF": lambda: fb.NSF(3, n_layers=2, hidden=8, bins=4),
+    "Glow": lambda: fb.Glow(1, 4, 4, n_layers=1, hidden=4),
+}
+
+
+@pytest.mark.parametrize("name", TEMPERED)
+def test_every_flow_samples_at_a_temperature(name):
+    flow = randomize(TEMPERED[name](), 0.2).eval()
+    shape = flow.event_shape
+    assert flow.sample(5, temperature=0.7).shape == (5, *shape)
+    assert flow.sample((2, 3), temperature=1.5).shape == (2, 3, *shape)
+    assert flow.rsample(4, temperature=0.5).requires_grad
+    # T = 0: every sample is f(0), the image of the base's mode
+    f0 = flow.transform(torch.zeros(1, *shape))[0]
+    cold = flow.sample(4, temperature=0.0)
+    assert torch.allclose(cold, f0.expand_as(cold), atol=1e-12) and f0.abs().max() > 1e-3
+    # x = f(T z) with the same base draw
+    torch.manual_seed(1)
+    z = flow.base.sample(6)
+    torch.manual_seed(1)
+    assert torch.allclose(flow.sample(6, temperature=0.7), flow.transform(0.7 * z)[0], atol=1e-12)
+    # sample_and_log_prob returns the flow's own density at the returned x, at every temperature
+    for temperature in (0.5, 1.0, 2.0):
+        x, log_p = flow.sample_and_log_prob(6, temperature=temperature)
+        assert torch.allclose(log_p, flow.log_prob(x.detach()), atol=1e-8)
+
+
+@pytest.mark.parametrize("bad,error", [(-0.5, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
+                                       ("hot", TypeError), (True, TypeError)])
+def test_temperature_must_be_a_finite_number_at_least_zero(bad, error):
+    flow = fb.RealNVP(2, n_layers=2, hidden=4)
+    for draw in (flow.sample, flow.rsample, flow.sample_and_log_prob):
+        with pytest.raises(error, match="temperature"):
+            draw(3, temperature=bad)
+
+
+def test_sample_and_log_prob_at_a_temperature_is_not_the_tempered_density():
+    """For T != 1 the returned log-density is the model's, log p(x), not that of N(0, T^2 I) pushed forward."""
+    flow = fb.Flow(fb.StandardNormal(2), [fb.Affine(2)])             # the identity: p_X = N(0, I)
+    x, log_p = flow.sample_and_log_prob(5, temperature=0.5)
+    assert torch.allclose(log_p, fb.StandardNormal(2).log_prob(x))
+    tempered = torch.distributions.Normal(0.0, 0.5).log_prob(x).sum(1)
+    assert (log_p - tempered).abs().min() > 1e-3
 
 
 def test_save_load_round_trip(tmp_path):

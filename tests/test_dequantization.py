@@ -109,3 +109,48 @@ def test_errors_name_the_problem():
         fb.DequantizedFlow(cube_flow(2), 2, fb.VariationalDequantizer(3, 2))
     with pytest.raises(ValueError, match="takes no context"):
         fb.DequantizedFlow(cube_flow(2), 2).log_prob(torch.zeros(1, 2), torch.zeros(1, 1))
+
+
+def image_cube_flow(hidden=4):
+    core = fb.Glow(1, 4, 4, n_layers=1, hidden=hidden)
+    return fb.Flow(core.base, [core.transform, fb.Logit((1, 4, 4), alpha=0.05)])
+
+
+@pytest.mark.parametrize("kind", ["vector", "image"])
+def test_dequantized_flow_samples_integers_in_range(kind):
+    flow = randomize(cube_flow(4) if kind == "vector" else image_cube_flow(), 0.5).eval()
+    model = fb.DequantizedFlow(flow, levels=5)
+    shape = (4,) if kind == "vector" else (1, 4, 4)
+    torch.manual_seed(0)
+    x = model.sample(400, temperature=0.7)
+    assert x.shape == (400, *shape) and x.dtype == torch.long
+    assert x.min() >= 0 and x.max() <= 4 and len(x.unique()) > 2
+    # the integers are the cells of the flow's samples: floor(K y)
+    torch.manual_seed(0)
+    y = flow.sample(400, temperature=0.7)
+    assert torch.equal(x, torch.floor(5 * y).long().clamp(0, 4))
+    # T = 0: one cell, that of f(0)
+    assert len(model.sample(50, temperature=0.0).unique(dim=0)) == 1
+    with pytest.raises(ValueError, match="temperature"):
+        model.sample(3, temperature=-1.0)
+    with pytest.raises(NotImplementedError, match="log_likelihood"):
+        model.sample_and_log_prob(3)
+
+
+def test_a_sample_outside_the_unit_cube_is_clamped_to_the_levels():
+    flow = fb.Flow(fb.StandardNormal(3), [fb.Affine(3)])             # not a cube flow: y anywhere
+    x = fb.DequantizedFlow(flow, levels=3).sample(2000)
+    assert x.min() == 0 and x.max() == 2
+
+
+def test_dequantized_image_flow_scores_integer_images_with_either_dequantizer():
+    flow = randomize(image_cube_flow(), 0.3).eval()
+    x = torch.randint(0, 3, (6, 1, 4, 4))
+    uniform = fb.DequantizedFlow(flow, levels=3)
+    variational = fb.DequantizedFlow(flow, levels=3, dequantizer=fb.VariationalDequantizer(16, 3, hidden=8))
+    for model in (uniform, variational):
+        log_p = model.log_prob(x)
+        assert log_p.shape == (6,) and torch.isfinite(log_p).all()
+        assert model.log_likelihood(x.double(), n=4).shape == (6,)
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 1, 4, 4\)"):
+        uniform.log_prob(torch.zeros(6, 16))

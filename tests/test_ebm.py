@@ -1,9 +1,10 @@
 """Boltzmann machines and RBMs: exact quantities against brute-force enumeration, in float64."""
-import itertools
 import math
 
 import pytest
 import torch
+
+import flowbook as fb
 
 from flowbook.energy.boltzmann import BoltzmannMachine, all_states
 from flowbook.energy.rbm import RBM
@@ -155,11 +156,12 @@ def test_rbm_cd_and_pcd_training_raise_likelihood():
     for persistent in (False, True):
         rbm = RBM(10, 3)
         before = rbm.log_prob(data).mean().item()
-        errors = rbm.fit(data, steps=300, k=1, persistent=persistent, lr=0.01, progress=False, generator=gen)
+        hist = rbm.fit(data, steps=300, k=1, persistent=persistent, lr=0.01, progress=False, generator=gen)
         after = rbm.log_prob(data).mean().item()
         assert before == pytest.approx(-10 * math.log(2), abs=0.01)  # near-zero weights: uniform
         assert after > before + 2.0, (persistent, before, after)
-        assert errors[-1] < errors[0]
+        assert isinstance(hist, fb.History) and len(hist.reconstruction) == hist.steps == 300
+        assert hist.reconstruction[-1] < hist.reconstruction[0]
 
 
 def test_rbm_rejects_bad_inputs():

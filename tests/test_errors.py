@@ -248,7 +248,8 @@ def test_context_to_an_unconditional_flow_is_refused():
         with pytest.raises(ValueError, match=r"this flow takes no context.*got one of shape \(8, 3\)"):
             flow.log_prob(X, torch.zeros(8, 3))
     layer = fb.AffineCoupling(fb.half_mask(2), hidden=4)
-    with pytest.raises(ValueError, match="AffineCoupling was built with context_features=0 and takes no context"):
+    with pytest.raises(ValueError, match=r"AffineCoupling takes no context \(context_features=0\), but got one of "
+                                         r"shape \(8, 3\); to condition on one, build it with context_features"):
         layer(X, torch.zeros(8, 3))
 
 
@@ -334,7 +335,7 @@ def test_integer_like_steps_are_accepted():
     lambda n: affine_flow().sample(n), lambda n: fb.StandardNormal(2).sample(n),
     lambda n: fb.BoxUniform([0.0, 0.0], [1.0, 1.0]).sample(n), lambda n: fb.data.Moons().sample(n),
     lambda n: fb.data.Ring().sample(n), lambda n: fb.data.Checkerboard().sample(n),
-    lambda n: fb.RBM(2, 2).sample(n, steps=1), lambda n: fb.BoltzmannMachine(2).sample(n, sweeps=1),
+    lambda n: fb.RBM(2, 2).sample(n, sweeps=1), lambda n: fb.BoltzmannMachine(2).sample(n, sweeps=1),
 ])
 def test_counts(sample):
     for n in (3, np.int64(3), torch.tensor(3), 3.0):  # integer-like counts just work
@@ -428,3 +429,24 @@ def test_no_warnings_from_a_good_check():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fb.check_bijection(fb.randomize_parameters(fb.LULinear(3)), torch.randn(4, 3))
+
+
+# ------------------------------------------------------------------ images and temperatures (issue 23)
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: fb.Glow(1, 8, 8, hidden=4).log_prob(torch.rand(3, 64)), ValueError,
+     r"x must have shape \(batch, 1, 8, 8\).*x.reshape\(-1, 1, 8, 8\)"),
+    (lambda: fb.RealNVP(2, hidden=4).sample(3, temperature=-1.0), ValueError, "temperature must be a finite number >= 0"),
+    (lambda: fb.RealNVP(2, hidden=4).sample_and_log_prob(3, temperature="hot"), TypeError, "temperature must be a number"),
+    (lambda: fb.ConvAffineCoupling(torch.tensor([True, False]).reshape(2, 1, 1), net=torch.nn.Conv2d(2, 3, 1))(
+        torch.zeros(1, 2, 2, 2)), ValueError, r"net returned \(1, 3, 2, 2\), expected \(1, 4, 2, 2\)"),
+    (lambda: fb.InvertibleConv1x1(3)(torch.zeros(2, 12)), ValueError, r"z must have shape \(batch, 3, height, width\)"),
+    (lambda: fb.ActNorm(3, dims=(0, 1)), ValueError, "dims must be"),
+    (lambda: fb.GlowStep(1), ValueError, "needs a mask"),
+    (lambda: fb.Partial(fb.Affine(2), [0, 1]), ValueError, "features= .* or channels="),
+    (lambda: fb.StandardNormal((1, 8, 8)).log_prob(torch.zeros(2, 64)), ValueError, r"z must have shape \(batch, 1, 8, 8\)"),
+    (lambda: fb.DequantizedFlow(fb.Flow(fb.StandardNormal(2), [fb.Affine(2)]), 3).sample_and_log_prob(2),
+     NotImplementedError, "no closed form"),
+])
+def test_image_and_temperature_errors_name_the_problem(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

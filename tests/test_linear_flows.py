@@ -14,7 +14,7 @@ from flowbook.teaching.timing import loglog_slope, time_call
 from _helpers import randomize
 
 
-@pytest.mark.parametrize("make", [lambda: QRLinear(4), lambda: QRLinear(4, num_reflections=2),
+@pytest.mark.parametrize("make", [lambda: QRLinear(4), lambda: QRLinear(4, reflections=2),
                                   lambda: QRLinear(4, bias=False), lambda: SinhArcsinh(4),
                                   lambda: fb.Compose(SinhArcsinh(4), QRLinear(4), SinhArcsinh(4), fb.LULinear(4))])
 def test_check_bijection_randomized(make):
@@ -27,23 +27,23 @@ def test_check_bijection_randomized(make):
 
 def test_qr_matrix_is_q_times_r_and_q_orthogonal():
     fb.seed(0)
-    b = randomize(QRLinear(5, num_reflections=3))
+    b = randomize(QRLinear(5, reflections=3))
     q = b.orthogonal()
     assert torch.allclose(q.T @ q, torch.eye(5), atol=1e-12)
     # K reflections: det Q = (-1)^K; R's sign buffer is all +1 here
     assert math.isclose(torch.linalg.det(q).item(), (-1) ** 3, abs_tol=1e-10)
     W = b.matrix()
     z = torch.randn(7, 5)
-    x, ladj = b(z)
+    x, logabsdet = b(z)
     assert torch.allclose(x, z @ W.T + b.bias, atol=1e-12)
-    assert torch.allclose(ladj, torch.linalg.slogdet(W).logabsdet.expand(7), atol=1e-12)
+    assert torch.allclose(logabsdet, torch.linalg.slogdet(W).logabsdet.expand(7), atol=1e-12)
 
 
 def test_sinh_arcsinh_identity_at_init_and_exact_formula():
     b = SinhArcsinh(2)
     z = torch.randn(10, 2)
-    x, ladj = b(z)
-    assert torch.allclose(x, z, atol=1e-12) and ladj.abs().max() < 1e-12
+    x, logabsdet = b(z)
+    assert torch.allclose(x, z, atol=1e-12) and logabsdet.abs().max() < 1e-12
     with torch.no_grad():
         b.skew.copy_(torch.tensor([0.3, -0.2]))
         b.log_tail.copy_(torch.tensor([0.4, -0.5]))
@@ -56,8 +56,8 @@ def test_sinh_arcsinh_far_tails_stay_finite():
     b = SinhArcsinh(1)
     with torch.no_grad():
         b.log_tail.fill_(1.0)
-    x, ladj = b(torch.tensor([[1e6], [-1e6]]))
-    assert torch.isfinite(x).all() and torch.isfinite(ladj).all()
+    x, logabsdet = b(torch.tensor([[1e6], [-1e6]]))
+    assert torch.isfinite(x).all() and torch.isfinite(logabsdet).all()
 
 
 def test_flow_with_new_layers_integrates_to_one():
@@ -79,8 +79,8 @@ def test_bad_shapes_raise(make):
 
 
 def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match="num_reflections"):
-        QRLinear(3, num_reflections=0)
+    with pytest.raises(ValueError, match="reflections"):
+        QRLinear(3, reflections=0)
     with pytest.raises(ValueError, match="features"):
         SinhArcsinh(0)
 

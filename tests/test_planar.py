@@ -28,8 +28,8 @@ def test_planar_logdet_matches_autograd(dim):
         rep = fb.check_bijection(layer, z, atol=1e-9)
         assert rep.logdet_error < 1e-9
         assert math.isnan(rep.roundtrip_error)  # no inverse: reported, not failed
-        _, ladj = layer(z)
-        assert torch.allclose(ladj, fb.logabsdet(layer, z), atol=1e-10)
+        _, logabsdet = layer(z)
+        assert torch.allclose(logabsdet, fb.logabsdet(layer, z), atol=1e-10)
 
 
 def test_amortized_planar_logdet_and_context_dependence():

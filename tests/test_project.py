@@ -22,3 +22,20 @@ def test_ci_runs_the_readme_test_command():
 def test_the_test_command_covers_the_package_doctests():
     pytest_command = readme_commands()[1]
     assert " flowbook " in pytest_command, pytest_command
+
+
+def test_every_module_is_short_and_imports_at_the_top():
+    """One standard for every module: at most 300 lines, imports at the top, one __all__."""
+    problems = []
+    for path in sorted((ROOT / "flowbook").rglob("*.py")):
+        text = path.read_text()
+        name = path.relative_to(ROOT)
+        if len(text.splitlines()) > 300:
+            problems.append(f"{name}: {len(text.splitlines())} lines (> 300)")
+        if "noqa: E402" in text:
+            problems.append(f"{name}: an import below the top of the module (noqa: E402)")
+        if "__all__ +=" in text:
+            problems.append(f"{name}: __all__ extended with += (one __all__ per module)")
+        if re.search(r"#.*\bissue \d+", text, flags=re.I):
+            problems.append(f"{name}: a comment that names an issue number (the layout records the design)")
+    assert not problems, "\n".join(problems)

@@ -54,22 +54,22 @@ def batches():
 @pytest.mark.parametrize("inverse", [False, True])
 def test_round_trip_and_log_det_against_autograd(name, inverse):
     x, params = batches()[name]
-    y, ladj = spline(x, params, inverse)
-    back, ladj_back = spline(y, params, not inverse)
-    assert torch.isfinite(y).all() and torch.isfinite(ladj).all()
+    y, logabsdet = spline(x, params, inverse)
+    back, logabsdet_back = spline(y, params, not inverse)
+    assert torch.isfinite(y).all() and torch.isfinite(logabsdet).all()
     assert torch.allclose(back, x, atol=1e-10), (back - x).abs().max()
-    assert torch.allclose(ladj + ladj_back, torch.zeros_like(ladj), atol=1e-10)
-    assert torch.allclose(ladj, autograd_log_slope(x, params, inverse), atol=1e-9)
+    assert torch.allclose(logabsdet + logabsdet_back, torch.zeros_like(logabsdet), atol=1e-10)
+    assert torch.allclose(logabsdet, autograd_log_slope(x, params, inverse), atol=1e-9)
 
 
 def test_tails_are_the_identity_and_all_tail_batches_have_finite_zero_gradients():
     x, params = batches()["tails"]
     params = tuple(p.clone().requires_grad_(True) for p in params)
-    y, ladj = spline(x, params)
-    assert torch.equal(y, x) and torch.equal(ladj, torch.zeros_like(x))
-    z, ladj_inv = spline(x, params, inverse=True)
-    assert torch.equal(z, x) and torch.equal(ladj_inv, torch.zeros_like(x))
-    grads = torch.autograd.grad((y + ladj + z + ladj_inv).sum(), params)
+    y, logabsdet = spline(x, params)
+    assert torch.equal(y, x) and torch.equal(logabsdet, torch.zeros_like(x))
+    z, logabsdet_inv = spline(x, params, inverse=True)
+    assert torch.equal(z, x) and torch.equal(logabsdet_inv, torch.zeros_like(x))
+    grads = torch.autograd.grad((y + logabsdet + z + logabsdet_inv).sum(), params)
     assert all(torch.equal(g, torch.zeros_like(g)) for g in grads)   # finite (no NaN), and exactly 0
 
 
@@ -77,8 +77,8 @@ def test_knots_map_to_knots_with_their_derivatives():
     params = raw_parameters((8,), seed=2)
     xk, yk, dk = knots(params)
     rep = tuple(p.unsqueeze(1).expand(-1, K + 1, -1) for p in params)  # one row of parameters per knot
-    y, ladj = spline(xk, rep)
-    assert torch.allclose(y, yk, atol=1e-12) and torch.allclose(ladj.exp(), dk, atol=1e-10)
+    y, logabsdet = spline(xk, rep)
+    assert torch.allclose(y, yk, atol=1e-12) and torch.allclose(logabsdet.exp(), dk, atol=1e-10)
     x, _ = spline(yk, rep, inverse=True)
     assert torch.allclose(x, xk, atol=1e-12)
     assert torch.equal(xk[:, [0, -1]], torch.tensor([[-B, B]]).expand(8, 2))   # exactly the ends
@@ -103,8 +103,8 @@ def test_value_and_derivative_are_continuous_at_knots_and_at_the_bound():
 def test_monotone_everywhere():
     params = raw_parameters((), seed=4, scale=3.0)   # very uneven bins
     x = torch.linspace(-3 * B, 3 * B, 20001)
-    y, ladj = spline(x, params)
-    assert (y.diff() > 0).all() and torch.isfinite(ladj).all()
+    y, logabsdet = spline(x, params)
+    assert (y.diff() > 0).all() and torch.isfinite(logabsdet).all()
     z, _ = spline(x, params, inverse=True)
     assert (z.diff() > 0).all()
 
@@ -113,9 +113,9 @@ def test_float32_extreme_parameters_stay_finite():
     params = tuple(p.float() for p in raw_parameters((50,), seed=5, scale=8.0))
     x = torch.cat([knots(params)[0][:5].reshape(-1), torch.linspace(-2 * B, 2 * B, 20)])   # 30 knots + 20 others
     for inverse in (False, True):
-        y, ladj = spline(x, params, inverse)
+        y, logabsdet = spline(x, params, inverse)
         back, _ = spline(y, params, not inverse)
-        assert torch.isfinite(y).all() and torch.isfinite(ladj).all()
+        assert torch.isfinite(y).all() and torch.isfinite(logabsdet).all()
         assert (back - x).abs().max() < 1e-3
 
 
@@ -128,8 +128,8 @@ def test_zero_parameters_are_the_identity():
              fb.SplineAutoregressive(4, bins=6, bound=2.0, hidden=8, mode="iaf")]
     for layer in fresh:
         for direction in (layer.forward, layer.inverse):
-            out, ladj = direction(z)
-            assert (out - z).abs().max() < 1e-14 and ladj.abs().max() < 1e-14, type(layer).__name__
+            out, logabsdet = direction(z)
+            assert (out - z).abs().max() < 1e-14 and logabsdet.abs().max() < 1e-14, type(layer).__name__
 
 
 def layers():

@@ -8,8 +8,9 @@ from torch.distributions import MultivariateNormal, Normal, kl_divergence
 import flowbook as fb
 from flowbook.transforms.residual import Planar, Radial
 from flowbook.latent.surgery import AggregatedPosterior, elbo_surgery, local_posterior_elbo
-from flowbook.latent.vae import (VAE, BernoulliDecoder, GaussianDecoder, GaussianEncoder, MixturePrior, VampPrior,
-                          gaussian_kl, gaussian_log_prob, posterior_iaf)
+from flowbook.distributions import MixtureBase, gaussian_log_prob
+from flowbook.latent.networks import BernoulliDecoder, GaussianDecoder, GaussianEncoder, gaussian_kl, posterior_iaf
+from flowbook.latent.vae import VAE, VampPrior
 
 from _helpers import randomize
 
@@ -19,7 +20,7 @@ def setup_module():
 
 
 def small_vae(flow=None, prior=None, h=0, latent=2, features=6):
-    enc = randomize(GaussianEncoder(features, latent, hidden=16, h_features=h))
+    enc = randomize(GaussianEncoder(features, latent, hidden=16, flow_context_features=h))
     return VAE(enc, randomize(BernoulliDecoder(latent, features, hidden=16)), prior=prior, flow=flow)
 
 
@@ -40,7 +41,7 @@ def linear_gaussian(latent=2, features=5, s=0.7):
     """p(z)=N(0,I), p(x|z)=N(Wz+b, s^2 I) with W having orthogonal columns (diagonal true posterior)."""
     Q, _ = torch.linalg.qr(torch.randn(features, latent))
     W, b = Q * torch.tensor([2.0, 0.8]), torch.randn(features)
-    dec = GaussianDecoder(latent, features, depth=0, sigma=s, learn_sigma=False)
+    dec = GaussianDecoder(latent, features, depth=0, std=s, learn_std=False)
     with torch.no_grad():
         dec.net[0].weight.copy_(W), dec.net[0].bias.copy_(b)
     enc = GaussianEncoder(features, latent, depth=0)
@@ -97,35 +98,35 @@ def test_elbo_terms_add_up(kind):
     t = vae.elbo(x, n=3)
     assert torch.allclose(t.elbo, t.reconstruction - t.kl, atol=1e-12)
     if kind == "none":  # closed-form KL, no log-det
-        assert torch.all(t.log_det == 0)
+        assert torch.all(t.logabsdet == 0)
     else:  # lecture 002's form, with log p evaluated at z_T
-        assert torch.allclose(t.elbo, t.reconstruction + t.log_det - (t.log_q0 - t.log_prior), atol=1e-12)
-        assert t.log_det.abs().max() > 1e-3
+        assert torch.allclose(t.elbo, t.reconstruction + t.logabsdet - (t.log_q0 - t.log_prior), atol=1e-12)
+        assert t.logabsdet.abs().max() > 1e-3
     assert (vae.log_marginal(x, n=200) >= vae.elbo(x, n=200).elbo - 0.05).all()
 
 
 def test_flow_posterior_density_matches_inverse():
-    """log q_T(z_T) = log q_0(z_0) - log_det, checked against the radial flow's exact inverse."""
+    """log q_T(z_T) = log q_0(z_0) - logabsdet, checked against the radial flow's exact inverse."""
     flow = randomize(fb.Compose(Radial(2), Radial(2)), 0.7)
     vae = small_vae(flow=flow)
     x = binary(5)
     torch.manual_seed(1)
-    zT, log_q0, log_det, (mu, ls) = vae.posterior_sample(x)
-    z0, ladj_inv = flow.inverse(zT)
-    assert torch.allclose(log_q0 - log_det, gaussian_log_prob(z0, mu, ls) + ladj_inv, atol=1e-10)
+    zT, log_q0, logabsdet, (mu, ls) = vae.posterior_sample(x)
+    z0, logabsdet_inv = flow.inverse(zT)
+    assert torch.allclose(log_q0 - logabsdet, gaussian_log_prob(z0, mu, ls) + logabsdet_inv, atol=1e-10)
 
 
 @pytest.mark.parametrize("n_layers", [1, 2, 3, 4])
 def test_posterior_iaf_starts_at_identity_and_is_a_valid_flow(n_layers):
     flow = posterior_iaf(3, n_layers=n_layers, hidden=8, context_features=4)
     z, h = torch.randn(6, 3), torch.randn(6, 4)
-    x, ladj = flow(z, h)
-    assert torch.equal(x, z) and torch.all(ladj == 0)  # fresh: the identity, not a permutation
+    x, logabsdet = flow(z, h)
+    assert torch.equal(x, z) and torch.all(logabsdet == 0)  # fresh: the identity, not a permutation
     randomize(flow, 0.3)
-    x, ladj = flow(z, h)
+    x, logabsdet = flow(z, h)
     assert not torch.allclose(x, z)
-    z_back, ladj_inv = flow.inverse(x, h)
-    assert torch.allclose(z_back, z, atol=1e-10) and torch.allclose(ladj + ladj_inv, torch.zeros(6), atol=1e-10)
+    z_back, logabsdet_inv = flow.inverse(x, h)
+    assert torch.allclose(z_back, z, atol=1e-10) and torch.allclose(logabsdet + logabsdet_inv, torch.zeros(6), atol=1e-10)
 
 
 def test_local_posterior_reaches_the_evidence_when_the_family_contains_the_posterior():
@@ -178,8 +179,8 @@ def test_surgery_extreme_cases():
 def test_learned_prior_fit_reduces_marginal_kl():
     vae, x = small_vae(), binary(80)
     before = elbo_surgery(vae, x, n=16)
-    prior = MixturePrior(2, k=8)
-    fb.fit(prior, AggregatedPosterior(vae, x).sample(4000), steps=300, lr=2e-2, progress=False)
+    prior = MixtureBase(2, k=8)
+    fb.fit(fb.Flow(prior, []), AggregatedPosterior(vae, x).sample(4000), steps=300, lr=2e-2, progress=False)
     vae.prior = prior
     after = elbo_surgery(vae, x, n=16)
     assert after.avg_kl_exact is None
@@ -212,3 +213,21 @@ def test_bad_inputs():
         elbo_surgery(vae, binary(), n=1)
     with pytest.raises(NotImplementedError, match="Gaussian posterior"):
         AggregatedPosterior(small_vae(flow=Radial(2)), binary())
+
+
+def test_one_gaussian_mixture_serves_as_flow_base_vae_prior_and_vamp_prior():
+    """MixtureBase, VampPrior and AggregatedPosterior share one mixture density: torch's, to round-off."""
+    from torch.distributions import Categorical, Independent, MixtureSameFamily
+    base = randomize(MixtureBase(3, k=4), 0.5)
+    ref = MixtureSameFamily(Categorical(logits=base.logits), Independent(Normal(base.means, base.log_std.exp()), 1))
+    z = torch.randn(10, 3)
+    assert torch.allclose(base.log_prob(z), ref.log_prob(z), atol=1e-12)
+    vamp = VampPrior(randomize(GaussianEncoder(6, 3, hidden=8)), binary(5))
+    mu, log_std, _ = vamp.encoder(vamp.pseudo_inputs)
+    equal = MixtureSameFamily(Categorical(logits=torch.zeros(5)), Independent(Normal(mu, log_std.exp()), 1))
+    assert torch.allclose(vamp.log_prob(z), equal.log_prob(z), atol=1e-12)
+    assert vamp.sample(7).shape == (7, 3) and base.rsample(0).shape == (0, 3)
+    vae = small_vae(prior=base, latent=3)
+    assert torch.isfinite(vae.elbo(binary(4)).elbo).all() and vae.sample(2).shape == (2, 6)
+    with pytest.raises(ValueError, match="std"):
+        GaussianDecoder(2, 4, std=0.0)

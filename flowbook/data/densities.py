@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from ..validation import check_count, check_dim, check_features, check_positive
@@ -63,7 +62,7 @@ class GaussianMixture(Density2D):
 
     def log_prob(self, x):
         check_features(x, 2, "x")
-        d2 = (x.double().unsqueeze(1) - self.means).pow(2).sum(-1)
+        d2 = (x.double().unsqueeze(1) - self.means.to(x.device)).pow(2).sum(-1)
         log_comp = -0.5 * d2 / self.std**2 - math.log(2 * math.pi * self.std**2)
         return (torch.logsumexp(log_comp, 1) - math.log(len(self.means))).to(x.dtype)
 

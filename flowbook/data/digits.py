@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Digits", "load_digits", "binarize"]
+__all__ = ["Digits", "load_digits", "binarize", "dequantize", "bits_per_dim"]
 
 
 @dataclass
@@ -68,7 +68,7 @@ def binarize(x: torch.Tensor, threshold: float = 8.0) -> torch.Tensor:
     return (x >= threshold).to(x.dtype)
 
 
-# ----------------------------------------------------------------------------- any number of levels (issue 17)
+# ----------------------------------------------------------------------------- any number of levels
 def dequantize(x: torch.Tensor, levels: int, generator=None) -> torch.Tensor:
     r"""Uniform dequantization of integers ``x`` in ``{0, ..., levels-1}`` to the unit cube: :math:`y = (x + u)/K`.
 
@@ -101,5 +101,3 @@ def bits_per_dim(log_prob_y: torch.Tensor, features: int, levels: int) -> float:
     """
     return -log_prob_y.mean().item() / (features * math.log(2)) + math.log2(levels)
 
-
-__all__ += ["dequantize", "bits_per_dim"]

@@ -15,9 +15,9 @@ import math
 import torch
 from torch import nn
 
-from ..validation import check_count, check_dim, check_features, check_tensor
+from ..validation import check_binary, check_count, check_dim, check_tensor
 
-__all__ = ["BoltzmannMachine", "MAX_ENUM", "all_states", "check_binary", "bernoulli"]
+__all__ = ["BoltzmannMachine", "MAX_ENUM", "all_states", "bernoulli"]
 
 MAX_ENUM = 20  # 2^20 ~ 1e6 states: the largest brute-force sum we allow
 _CHUNK = 2**16  # states per chunk, so enumeration memory stays bounded
@@ -26,23 +26,6 @@ _CHUNK = 2**16  # states per chunk, so enumeration memory stays bounded
 def bernoulli(p: torch.Tensor, generator=None) -> torch.Tensor:
     """0/1 draws with probabilities ``p`` (same dtype and device), from a CPU ``generator`` if given."""
     return (torch.rand(p.shape, generator=generator, dtype=p.dtype).to(p.device) < p).to(p.dtype)
-
-
-def check_binary(y: torch.Tensor, dim: int, name: str = "y", dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Return ``y`` if it is a ``(batch, dim)`` tensor of 0s and 1s, else raise ``ValueError`` naming ``name``.
-
-    The entry-point check of binary data. Converting 0s and 1s is exact in every dtype, so data
-    of any real dtype (bool, integers, float64 for a float32 model) is converted to ``dtype``
-    (the model's; ``None``: left as is).
-    """
-    y = check_tensor(y, name, dim, None, finite=False)
-    if y.is_complex():
-        raise TypeError(f"{name} must be a real tensor of 0s and 1s, got dtype {y.dtype}")
-    if not ((y == 0) | (y == 1)).all():
-        bad = (~((y == 0) | (y == 1))).sum().item()
-        raise ValueError(f"{name} must be binary (entries 0 or 1); found {bad} other value(s), "
-                         "e.g. binarize with (x > threshold).float()")
-    return y if dtype is None or y.dtype == dtype else y.to(dtype)
 
 
 def check_enumerable(n: int, name: str = "n") -> None:

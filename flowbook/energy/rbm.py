@@ -14,16 +14,29 @@ annealed importance sampling (``ais_log_partition``) estimates it otherwise.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime import progress_bar
-from ..validation import check_count, check_dim, check_positive
+from ..batches import batch_stream
+from ..engine import History, check_optimizer, check_schedule, optimize
+from ..validation import check_count, check_dim
 from .boltzmann import MAX_ENUM, bernoulli, check_binary, state_chunks
 
-__all__ = ["RBM"]
+__all__ = ["RBM", "RBMHistory"]
+
+
+@dataclass(repr=False)
+class RBMHistory(History):
+    """``RBM.fit``'s history: ``train_loss`` is the free-energy gap minimized (its gradient is CD's, its
+    value no likelihood); ``reconstruction`` the per-step reconstruction error, which ``plot()`` draws."""
+
+    reconstruction: list = field(default_factory=list)
+
+    def curve(self) -> tuple[list, str, str]:
+        return self.reconstruction, "reconstruction error", "mean squared reconstruction error"
 
 
 class RBM(nn.Module):
@@ -77,18 +90,18 @@ class RBM(nn.Module):
         return torch.sigmoid(h @ self.weight.T + self.visible_bias)
 
     @torch.no_grad()
-    def gibbs(self, v: torch.Tensor, steps: int = 1, generator=None) -> torch.Tensor:
-        """``steps`` rounds of block Gibbs sampling v -> h -> v, from the rows of ``v``."""
+    def gibbs(self, v: torch.Tensor, sweeps: int = 1, generator=None) -> torch.Tensor:
+        """``sweeps`` rounds of block Gibbs sampling v -> h -> v, from the rows of ``v``."""
         v = check_binary(v, self.features, "v", self.weight.dtype)
-        for _ in range(check_count(steps, "steps")):
+        for _ in range(check_count(sweeps, "sweeps")):
             v = bernoulli(self.p_v(bernoulli(self.p_h(v), generator)), generator)
         return v
 
     @torch.no_grad()
-    def sample(self, n: int, steps: int = 1000, generator=None) -> torch.Tensor:
-        """``n`` approximate samples: ``steps`` block-Gibbs rounds from uniform random v."""
+    def sample(self, n: int, sweeps: int = 1000, generator=None) -> torch.Tensor:
+        """``n`` approximate samples: ``sweeps`` block-Gibbs rounds from uniform random v."""
         v0 = bernoulli(self.weight.new_full((check_count(n, "n"), self.features), 0.5), generator)
-        return self.gibbs(v0, steps, generator)
+        return self.gibbs(v0, sweeps, generator)
 
     # -- exact normalization -------------------------------------------------------------------
     def _smaller(self, over: str | None) -> str:
@@ -153,36 +166,52 @@ class RBM(nn.Module):
                 "visible_bias": data.mean(0) - neg.mean(0),
                 "hidden_bias": ph.mean(0) - nh.mean(0), "chains": neg}
 
-    def fit(self, data: torch.Tensor, steps: int = 1000, k: int = 1, persistent: bool = False,
-            lr: float = 0.01, batch_size: int = 100, progress: bool = True, generator=None) -> list:
-        """Train by (persistent) contrastive divergence with Adam; return reconstruction errors.
+    def fit(self, data: torch.Tensor, *, steps: int | None = None, epochs: int | None = None,
+            batch_size: int = 100, lr: float = 0.01, clip_grad: float | None = None, threads: int | None = None,
+            progress: bool = True, val_data=None, eval_every: int = 50, patience: int | None = None,
+            generator=None, k: int = 1, persistent: bool = False) -> RBMHistory:
+        """Train by (persistent) contrastive divergence with Adam (``flowbook.engine.optimize``); return the history.
 
-        Each step draws a minibatch, estimates the gradient with ``cd_grad`` and takes an ascent
-        step. The returned per-step mean squared error of a one-step reconstruction is only a
-        rough progress signal: it is not the likelihood, which CD never computes.
+        Each step takes a minibatch (the data shuffled once per epoch), runs ``k`` block-Gibbs
+        sweeps from it (CD-k) or from the persistent chains (PCD), and minimizes the free-energy
+        gap ``F(batch).mean() - F(negatives).mean()``, whose gradient is minus ``cd_grad``. Its
+        value is not the likelihood (CD never computes it); ``history.reconstruction`` records the
+        mean squared error of a one-step reconstruction, a rough progress signal (its ``plot``).
+        With ``val_data`` the exact validation NLL (needs a layer of at most 20 units) is watched
+        and the best parameters kept. The other arguments are ``fit``'s.
         """
         data = check_binary(data, self.features, "data", self.weight.dtype)
-        steps, batch_size = check_count(steps, "steps", 1), check_count(batch_size, "batch_size", 1)
-        k, lr = check_count(k, "k", 1), check_positive(lr, "lr")
-        if len(data) == 0:
-            raise ValueError("data is empty; expected at least one row")
-        data = data.to(self.weight)
-        opt = torch.optim.Adam(self.parameters(), lr=lr)
-        chains = self.sample(batch_size, steps=0, generator=generator) if persistent else None
-        errors = []
-        bar = progress_bar(range(steps), progress, "PCD" if persistent else f"CD-{k}")
-        for step in bar:
-            batch = data[torch.randint(len(data), (batch_size,), generator=generator).to(data.device)]
-            g = self.cd_grad(batch, k, chains, generator)
-            chains = g.pop("chains") if persistent else None
-            for name, p in self.named_parameters():
-                p.grad = -g[name]  # the optimizer minimizes, we ascend the likelihood
-            opt.step()
+        steps, epochs = check_schedule(steps, epochs)
+        k, eval_every = check_count(k, "k", 1), check_count(eval_every, "eval_every", 1)
+        lr, _, clip_grad = check_optimizer(lr, 0.0, clip_grad)
+        if patience is not None:
+            patience = check_count(patience, "patience", 1)
+            if val_data is None:
+                raise ValueError("patience needs val_data: early stopping watches the validation loss")
+        batches, steps = batch_stream(data, (self.features,), self.weight.dtype, self.weight.device, steps=steps,
+                                      epochs=epochs, batch_size=batch_size, generator=generator)
+        chains = self.sample(check_count(batch_size, "batch_size", 1), sweeps=0, generator=generator) \
+            if persistent else None
+
+        def cd_loss(batch):
+            nonlocal chains
+            v = batch[0]
+            negatives = self.gibbs(v if chains is None else chains, k, generator)
+            if persistent:
+                chains = negatives
             with torch.no_grad():
-                errors.append((self.p_v(self.p_h(batch)) - batch).pow(2).mean().item())
-            if step % 50 == 0:
-                bar.set_postfix(recon=f"{errors[-1]:.4f}")
-        return errors
+                reconstruction = (self.p_v(self.p_h(v)) - v).pow(2).mean()
+            return self.free_energy(v).mean() - self.free_energy(negatives).mean(), {"reconstruction": reconstruction}
+
+        validate = None
+        if val_data is not None:
+            val_data = check_binary(val_data, self.features, "val_data", self.weight.dtype).to(self.weight.device)
+            self._smaller(None)  # an exact log Z must exist: refuse now, not at the first evaluation
+            validate = lambda: -self.log_prob(val_data).mean().item()  # noqa: E731
+        return optimize(self, cd_loss, batches, steps, lr=lr, clip_grad=clip_grad, threads=threads, progress=progress,
+                        validate=validate, eval_every=eval_every, patience=patience,
+                        history=RBMHistory(loss_name="free-energy gap F(data) - F(samples)"),
+                        desc="PCD" if persistent else f"CD-{k}")
 
     # -- annealed importance sampling ----------------------------------------------------------
     @torch.no_grad()

@@ -13,14 +13,17 @@ posterior. (:math:`\mathbb I_q \le \log n` because :math:`q_\text{agg} \ge q(\cd
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
 import torch
 
-from ..distributions import StandardNormal
+from ..distributions import _LOG_2PI, StandardNormal, gaussian_log_prob, mixture_log_prob, mixture_rsample
+from ..engine import optimize
 from ..validation import check_features
-from .vae import _LOG_2PI, VAE, gaussian_kl, gaussian_log_prob, mixture_log_prob, mixture_sample
+from .networks import gaussian_kl
+from .vae import VAE
 
 __all__ = ["Surgery", "elbo_surgery", "AggregatedPosterior", "local_posterior_elbo"]
 
@@ -73,15 +76,15 @@ class AggregatedPosterior:
                                       "a flow posterior's density at arbitrary z needs its inverse for every x_i")
         check_features(x_all, vae.features, "x_all")
         with torch.no_grad():
-            self.mu, self.log_sigma, _ = vae.encoder(x_all, context)
+            self.mu, self.log_std, _ = vae.encoder(x_all, context)
         self.n_data, self.features = len(x_all), vae.latent
 
     def log_prob(self, z, chunk: int = 1024):
         # in chunks of z: the (chunk, n) matrix of log q(z_a | x_i) would not fit for all z at once
-        return torch.cat([mixture_log_prob(c, self.mu, self.log_sigma) for c in z.split(chunk)])
+        return torch.cat([mixture_log_prob(c, self.mu, self.log_std) for c in z.split(chunk)])
 
     def sample(self, n: int):
-        return mixture_sample(self.mu, self.log_sigma, n)
+        return mixture_rsample(n, self.mu, self.log_std)
 
 
 @torch.no_grad()
@@ -121,7 +124,7 @@ def elbo_surgery(vae: VAE, x_all: torch.Tensor, context=None, n: int = 8) -> Sur
     vae.eval()
     q = AggregatedPosterior(vae, x_all, context)
     n_data, S = q.n_data, n
-    mu, ls = q.mu.repeat_interleave(S, 0), q.log_sigma.repeat_interleave(S, 0)
+    mu, ls = q.mu.repeat_interleave(S, 0), q.log_std.repeat_interleave(S, 0)
     z = mu + ls.exp() * torch.randn_like(mu)
     xr = x_all.repeat_interleave(S, 0)
     cr = None if context is None else context.repeat_interleave(S, 0)
@@ -135,13 +138,13 @@ def elbo_surgery(vae: VAE, x_all: torch.Tensor, context=None, n: int = 8) -> Sur
     stderr = {k: (v.reshape(n_data, S).var(1).sum() / S).sqrt().item() / n_data for k, v in terms.items()}
     exact = None
     if isinstance(vae.prior, StandardNormal):
-        exact = gaussian_kl(q.mu, q.log_sigma).mean().item()
+        exact = gaussian_kl(q.mu, q.log_std).mean().item()
     vae.train(was_training)
     return Surgery(means["reconstruction"], means["mutual_info"], means["marginal_kl"], means["avg_kl"],
                    exact, means["elbo"], stderr, n_data, math.log(n_data))
 
 
-def local_posterior_elbo(vae: VAE, x: torch.Tensor, flow=None, h_features: int = 8, steps: int = 500,
+def local_posterior_elbo(vae: VAE, x: torch.Tensor, flow=None, flow_context_features: int = 8, steps: int = 500,
                          n: int = 32, lr: float = 2e-2, eval_n: int = 2000,
                          eval_seed: int = 0) -> torch.Tensor:
     r"""ELBO of each row of ``x`` under its *own*, separately optimized posterior (no amortization).
@@ -155,7 +158,7 @@ def local_posterior_elbo(vae: VAE, x: torch.Tensor, flow=None, h_features: int =
     with :math:`\mathcal L^*(x)` the best ELBO the posterior *family* reaches for this x. This
     function estimates :math:`\mathcal L^*` by giving every row free parameters
     :math:`(\mu_i, \log\sigma_i)`, started at the encoder's output, and, if ``flow`` is given (a
-    fresh, identity-at-init flow taking a ``h_features`` context), a free context vector
+    fresh, identity-at-init flow taking a ``flow_context_features`` context), a free context vector
     :math:`h_i` (started at 0) fed to that flow, whose own weights are shared by the rows and
     trained too. Decoder and prior stay fixed (they receive no gradient). Adam runs ``steps``
     steps on the ``n``-draw ELBO; the result is then evaluated with ``eval_n`` draws from a generator seeded with
@@ -173,7 +176,7 @@ def local_posterior_elbo(vae: VAE, x: torch.Tensor, flow=None, h_features: int =
     with torch.no_grad():
         mu0, ls0, _ = vae.encoder(x)
     mu, ls = mu0.clone().requires_grad_(), ls0.clone().requires_grad_()
-    h = x.new_zeros(len(x), h_features, requires_grad=True)
+    h = x.new_zeros(len(x), flow_context_features, requires_grad=True)
     params = [mu, ls] + ([h] + [p for p in flow.parameters()] if flow is not None else [])
 
     def elbo(k, generator=None):
@@ -181,17 +184,14 @@ def local_posterior_elbo(vae: VAE, x: torch.Tensor, flow=None, h_features: int =
         m, l = mu.repeat_interleave(k, 0), ls.repeat_interleave(k, 0)
         z, log_q = m + l.exp() * eps, -0.5 * (eps**2 + _LOG_2PI).sum(-1) - l.sum(-1)
         if flow is not None:
-            z, log_det = flow(z, h.repeat_interleave(k, 0))
-            log_q = log_q - log_det                                   # log q_T(z_T) = log q_0(z_0) - log|det|
+            z, logabsdet = flow(z, h.repeat_interleave(k, 0))
+            log_q = log_q - logabsdet                                   # log q_T(z_T) = log q_0(z_0) - log|det|
         out = vae.decoder.log_prob(x.repeat_interleave(k, 0), z) + vae.prior.log_prob(z) - log_q
         return out.reshape(len(x), k).mean(1)
 
-    opt = torch.optim.Adam(params, lr=lr)
-    for _ in range(steps):
-        grads = torch.autograd.grad(-elbo(n).mean(), params)  # leaves the VAE's .grad untouched
-        for p, g in zip(params, grads):
-            p.grad = g
-        opt.step()
+    # Adam on the free parameters only: optimize's backward(inputs=params) leaves the VAE's .grad untouched
+    optimize(None, lambda _: -elbo(n).mean(), itertools.repeat(None), steps, params=params, lr=lr,
+             clip_grad=None, progress=False)
     gen = torch.Generator(device=x.device).manual_seed(eval_seed)
     with torch.no_grad():
         return elbo(eval_n, gen)

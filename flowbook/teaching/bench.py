@@ -12,7 +12,7 @@ What it measures, for ``MAF``, ``IAF`` and ``RealNVP`` (the factories' defaults,
 * ``log_prob`` of ``--n`` points (no gradient). MAF and RealNVP: one conditioner pass per layer;
   IAF: D passes per layer.
 * ``sample`` of ``--n`` points. IAF and RealNVP: one pass per layer; MAF: D passes per layer.
-* training steps per second: Adam (lr 1e-3), batch ``--batch``, loss ``-log_prob(x).mean()``
+* training steps per second of ``flowbook.fit``: Adam (lr 1e-3), batch ``--batch``, loss ``-log_prob(x).mean()``
   (for IAF, whose density is the sequential direction, this is the cost of fitting it by
   maximum likelihood; IAF is meant to be trained from its own samples instead).
 
@@ -21,11 +21,11 @@ Times are the minimum over ``--reps`` repetitions (the least disturbed one on a 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from ..flows import IAF, MAF, RealNVP
+from ..train import fit
 from .timing import time_call
 
 __all__ = ["build", "run"]
@@ -42,24 +42,14 @@ def build(kind: str, features: int, hidden: int):
 
 
 def train_rate(flow, x: torch.Tensor, batch: int, steps: int) -> float:
-    """Training steps per second of ``flow`` on rows of ``x`` (Adam, lr 1e-3)."""
-    opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
-    g = torch.Generator().manual_seed(0)
-    flow.train()
+    """Training steps per second of ``flowbook.fit`` on rows of ``x`` (Adam, lr 1e-3, no clipping).
 
-    def step():
-        loss = -flow.log_prob(x[torch.randint(len(x), (batch,), generator=g)]).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for _ in range(5):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    flow.eval()
-    return steps / (time.perf_counter() - t0)
+    Five warm-up steps first; torch's current thread count is kept (``main`` sets ``--threads``).
+    """
+    options = dict(batch_size=batch, lr=1e-3, clip_grad=None, threads=torch.get_num_threads(), progress=False,
+                   generator=torch.Generator().manual_seed(0))
+    fit(flow, x, steps=5, **options)
+    return steps / fit(flow, x, steps=steps, **options).seconds
 
 
 def run(dims=(2, 8, 16, 32, 64), kinds=("MAF", "IAF", "RealNVP"), hidden: int = 256, n: int = 10000,

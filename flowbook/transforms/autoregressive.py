@@ -1,22 +1,25 @@
-r"""Affine autoregressive layers: one masked network, two directions (MAF and IAF).
+r"""Autoregressive layers: one masked network, two directions (MAF and IAF), any elementwise law.
 
-Both write the generative step the same way (lecture 001's notation, :math:`\alpha` the log-scale):
+Every layer here writes the generative step as an invertible elementwise *law* :math:`\tau`
+whose parameters :math:`\theta_i` a ``MADE`` computes from *earlier* features:
 
-.. math:: x_i = z_i \, e^{\alpha_i} + \mu_i, \qquad z_i = (x_i - \mu_i)\, e^{-\alpha_i},
+.. math:: x_i = \tau(z_i; \theta_i), \qquad z_i = \tau^{-1}(x_i; \theta_i).
 
-with the shift :math:`\mu_i` and log-scale :math:`\alpha_i` produced by a ``MADE`` from *earlier*
-features. They differ only in which side the conditioner reads:
+``Autoregressive`` holds the MADE, the order (its degrees) and the choice of the side the
+MADE reads; a subclass gives only its law: the affine law :math:`x_i = z_i e^{\alpha_i} + \mu_i`
+(``MaskedAffineAutoregressive``, lecture 001's notation, :math:`\alpha` the log-scale) or the
+rational-quadratic spline (``SplineAutoregressive``).
 
-* **MAF** (``mode="maf"``): :math:`\mu_i, \alpha_i` are functions of :math:`x_{<i}`. Given x every
+* **MAF** (``mode="maf"``): :math:`\theta_i` is a function of :math:`x_{<i}`. Given x every
   conditional is known, so the density (``inverse``) takes **one** MADE pass; sampling
   (``forward``) must build :math:`x_1, x_2, \dots` in turn: **D** passes.
-* **IAF** (``mode="iaf"``): functions of :math:`z_{<i}`. Sampling is one pass, the density of an
+* **IAF** (``mode="iaf"``): a function of :math:`z_{<i}`. Sampling is one pass, the density of an
   arbitrary x takes D passes. ``Flow.sample_and_log_prob`` never needs the inverse.
 
-The Jacobian is triangular in the autoregressive order with diagonal :math:`e^{\alpha_i}`, so
-:math:`\log|\det \partial x/\partial z| = \sum_i \alpha_i` in both modes. The raw log-scale is
-bounded by ``soft_clamp`` (``clamp`` = 3 by default), and the MADE's last layer starts at zero,
-so a fresh layer is the identity map.
+The Jacobian is triangular in the autoregressive order, so
+:math:`\log|\det \partial x/\partial z| = \sum_i \log|\partial\tau/\partial z_i|` in both modes
+(:math:`\sum_i \alpha_i` for the affine law). The MADE's last layer starts at zero and zero
+parameters give the identity law, so a fresh layer is the identity map.
 
 **The sequential direction.** Write the unknown side as u. One MADE pass on the current guess
 of u gives exact parameters for every feature whose earlier features are already exact, so
@@ -30,14 +33,92 @@ from torch import nn
 
 from ..core import Bijection
 from ..nn import MADE
-from ..validation import check_dim
+from ..validation import check_clamp, check_dim
 from .elementwise import soft_clamp
 
-__all__ = ["MaskedAffineAutoregressive", "reparametrized"]
+__all__ = ["Autoregressive", "MaskedAffineAutoregressive", "reparametrized"]
 
 
-class MaskedAffineAutoregressive(Bijection):
+class Autoregressive(Bijection):
+    r"""What the autoregressive layers share: the MADE, the order and the MAF/IAF dispatch.
+
+    A subclass writes its law as ``law(v, u, context=None, inverse=False)``: one MADE pass on
+    the conditioning side u gives the parameters, and the law maps v elementwise
+    (:math:`\tau` or, with ``inverse``, :math:`\tau^{-1}`), returning the output and the
+    elementwise log-derivatives :math:`\log|\partial\,\text{out}_i/\partial v_i|`. ``forward``
+    and ``inverse`` call it once with u = v (the parallel direction) or ``n_levels`` times
+    through ``solve`` (the sequential one).
+
+    Args:
+        features: number of features D.
+        outputs_per_feature: numbers per feature the MADE returns (the law's parameters).
+        hidden, depth, context_features, degrees, activation, dropout: passed to ``MADE``.
+        mode: ``"maf"`` (the MADE reads x) or ``"iaf"`` (it reads z).
+
+    Example:
+        >>> import torch, flowbook
+        >>> class Shift(flowbook.Autoregressive):  # a law of one's own: x_i = z_i + mu_i
+        ...     def __init__(self, features):
+        ...         super().__init__(features, outputs_per_feature=1, hidden=8)
+        ...     def law(self, v, u, context=None, inverse=False):
+        ...         shift = self.made(u, context)[:, 0]
+        ...         return (v - shift if inverse else v + shift), torch.zeros_like(v)
+        >>> layer = flowbook.randomize_parameters(Shift(3))
+        >>> report = flowbook.check_bijection(layer, torch.randn(5, 3))
+        >>> report = flowbook.check_autoregressive(layer, 3)
+    """
+
+    def __init__(self, features: int, outputs_per_feature: int, hidden=64, depth: int = 2,
+                 context_features: int = 0, mode: str = "maf", degrees=None, activation=nn.ReLU,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.features = check_dim(features)
+        if mode not in ("maf", "iaf"):
+            raise ValueError(f"mode must be 'maf' or 'iaf', got {mode!r}")
+        self.mode = mode
+        self.made = MADE(self.features, hidden, depth, context_features, outputs_per_feature, degrees=degrees,
+                         activation=activation, zero_init=True, dropout=dropout)
+
+    def law(self, v, u, context=None, inverse: bool = False):
+        """``(out, logabsdet)``: v mapped by the law whose parameters one MADE pass computes from u."""
+        raise NotImplementedError(f"{type(self).__name__} must define law(v, u, context=None, inverse=False)")
+
+    def solve(self, given, context, inverse: bool):
+        """The unknown side u from ``given``, by ``n_levels`` passes of ``u = law(given, u)``.
+
+        Returns u and the log-derivatives of the last pass, which are exact for every feature.
+        """
+        u = torch.zeros_like(given)
+        for _ in range(self.made.n_levels):
+            u, logabsdet = self.law(given, u, context, inverse)
+        return u, logabsdet
+
+    def forward(self, z, context=None):
+        self.check_input(z, "z")
+        if self.mode == "iaf":  # x_i = tau(z_i; theta(z_<i)): one pass
+            x, logabsdet = self.law(z, z, context)
+        else:  # MAF sampling: x_i = tau(z_i; theta(x_<i)), one degree level per pass
+            x, logabsdet = self.solve(z, context, inverse=False)
+        return x, logabsdet.sum(1)
+
+    def inverse(self, x, context=None):
+        self.check_input(x, "x")
+        if self.mode == "maf":  # z_i = tau^-1(x_i; theta(x_<i)): one pass
+            z, logabsdet = self.law(x, x, context, inverse=True)
+        else:  # IAF density: z_i = tau^-1(x_i; theta(z_<i)), one degree level per pass
+            z, logabsdet = self.solve(x, context, inverse=True)
+        return z, logabsdet.sum(1)
+
+    def extra_repr(self):
+        return f"features={self.features}, mode={self.mode!r}"
+
+
+class MaskedAffineAutoregressive(Autoregressive):
     r"""Masked affine autoregressive layer: MAF (parallel density) or IAF (parallel sampling).
+
+    The law is :math:`x_i = z_i\, e^{\alpha_i} + \mu_i`, with the shift :math:`\mu_i` and the
+    log-scale :math:`\alpha_i` from the MADE (two outputs per feature); the raw log-scale is
+    bounded by ``soft_clamp`` (``clamp`` = 3 by default).
 
     Args:
         features: number of features D.
@@ -50,63 +131,35 @@ class MaskedAffineAutoregressive(Bijection):
         >>> import torch, flowbook
         >>> maf = flowbook.MaskedAffineAutoregressive(4, hidden=16, mode="maf")
         >>> x = torch.randn(3, 4)
-        >>> z, ladj = maf.inverse(x)                # one MADE pass
-        >>> torch.equal(z, x) and ladj.abs().max().item() == 0.0   # identity at initialization
+        >>> z, logabsdet = maf.inverse(x)                # one MADE pass
+        >>> torch.equal(z, x) and logabsdet.abs().max().item() == 0.0   # identity at initialization
         True
         >>> report = flowbook.check_bijection(flowbook.randomize_parameters(maf), x)
     """
 
     def __init__(self, features: int, hidden=64, depth: int = 2, context_features: int = 0, mode: str = "maf",
                  clamp: float | None = 3.0, degrees=None, activation=nn.ReLU, dropout: float = 0.0):
-        super().__init__()
-        self.features = check_dim(features)
-        if mode not in ("maf", "iaf"):
-            raise ValueError(f"mode must be 'maf' or 'iaf', got {mode!r}")
-        if clamp is not None and not 0 < clamp < float("inf"):  # an infinite bound would give inf * 0 = NaN
-            raise ValueError(f"clamp must be positive and finite, or None, got {clamp}")
-        self.mode, self.clamp = mode, clamp
-        self.made = MADE(self.features, hidden, depth, context_features, outputs_per_feature=2, degrees=degrees,
-                         activation=activation, zero_init=True, dropout=dropout)
+        super().__init__(features, 2, hidden, depth, context_features, mode, degrees, activation, dropout)
+        check_clamp(clamp)
+        self.clamp = clamp
 
     def shift_and_log_scale(self, u: torch.Tensor, context=None):
-        r"""One MADE pass: ``(mu, alpha)``, each ``(batch, D)``, from the conditioning side u.
+        r"""One MADE pass: ``(shift, log_scale)`` (:math:`\mu, \alpha`), each ``(batch, D)``, from the side u.
 
-        ``mu[:, i]`` and ``alpha[:, i]`` depend only on the features of u before i (in degree order).
+        ``shift[:, i]`` and ``log_scale[:, i]`` depend only on the features of u before i (in degree order).
         """
         shift, raw = self.made(u, context).unbind(1)
         return shift, soft_clamp(raw, self.clamp)
 
-    def solve(self, given: torch.Tensor, context, step):
-        """Find the conditioning side u from ``given`` by ``n_levels`` passes of ``u = step(given, mu(u), alpha(u))``.
-
-        Returns u and the log-scales of the last pass, which are exact for every feature.
-        """
-        u = torch.zeros_like(given)
-        for _ in range(self.made.n_levels):
-            shift, log_scale = self.shift_and_log_scale(u, context)
-            u = step(given, shift, log_scale)
-        return u, log_scale
-
-    def forward(self, z, context=None):
-        self.check_input(z, "z")
-        if self.mode == "iaf":  # x = z e^alpha(z) + mu(z): one pass
-            shift, log_scale = self.shift_and_log_scale(z, context)
-            return z * torch.exp(log_scale) + shift, log_scale.sum(1)
-        # MAF sampling: x_i = z_i e^alpha(x_<i) + mu(x_<i), one degree level per pass
-        x, log_scale = self.solve(z, context, lambda z_, shift, log_scale: z_ * torch.exp(log_scale) + shift)
-        return x, log_scale.sum(1)
-
-    def inverse(self, x, context=None):
-        self.check_input(x, "x")
-        if self.mode == "maf":  # z = (x - mu(x)) e^-alpha(x): one pass
-            shift, log_scale = self.shift_and_log_scale(x, context)
-            return (x - shift) * torch.exp(-log_scale), -log_scale.sum(1)
-        # IAF density: z_i = (x_i - mu(z_<i)) e^-alpha(z_<i), one degree level per pass
-        z, log_scale = self.solve(x, context, lambda x_, shift, log_scale: (x_ - shift) * torch.exp(-log_scale))
-        return z, -log_scale.sum(1)
+    def law(self, v, u, context=None, inverse: bool = False):
+        r"""The affine law with :math:`(\mu, \alpha)` from u: v = z gives x, v = x gives z (``inverse``)."""
+        shift, log_scale = self.shift_and_log_scale(u, context)
+        if not inverse:  # x = z e^alpha + mu
+            return v * torch.exp(log_scale) + shift, log_scale
+        return (v - shift) * torch.exp(-log_scale), -log_scale  # z = (x - mu) e^-alpha
 
     def extra_repr(self):
-        return f"features={self.features}, mode={self.mode!r}, clamp={self.clamp}"
+        return super().extra_repr() + f", clamp={self.clamp}"
 
 
 class _Reparametrized(MaskedAffineAutoregressive):

@@ -12,7 +12,7 @@ Both are inverted in one pass, because :math:`x_A = z_A` gives the conditioner's
 One layer leaves :math:`z_A` alone, so stacks alternate the mask.
 
 A user's own conditioner can be passed as ``net=``: any module mapping
-``(batch, #True [+ context_features])`` to ``(batch, outputs * #False)``. Images are flattened in
+``(batch, #True [+ context_features])`` to ``(batch, outputs_per_feature * #False)``. Images are flattened in
 (C, H, W) order (``index = c*H*W + h*W + w``), like ``torch.flatten``.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from torch import nn
 
 from ..core import Bijection
 from ..nn import mlp
-from ..validation import check_dim, check_features
+from ..validation import check_clamp, check_context, check_dim
 from .elementwise import soft_clamp
 
 __all__ = ["Coupling", "AdditiveCoupling", "AffineCoupling", "half_mask", "alternating_mask",
@@ -67,16 +67,17 @@ class Coupling(Bijection):
 
     Args:
         mask: ``(D,)`` booleans; ``True`` features (part A) pass through and condition the rest (B).
-        outputs: conditioner outputs per transformed feature (1 for additive, 2 for affine).
+        outputs_per_feature: conditioner outputs per transformed feature (1 for additive, 2 for affine).
         net: the conditioner, mapping ``(batch, #A [+ context_features])`` to
-            ``(batch, outputs * #B)``; by default ``mlp(#A + context_features, outputs * #B,
-            hidden, depth, dropout=dropout)`` with a zero last layer, so the fresh layer is the identity.
+            ``(batch, outputs_per_feature * #B)``; by default ``mlp(#A + context_features,
+            outputs_per_feature * #B, hidden, depth, dropout=dropout)`` with a zero last layer, so
+            the fresh layer is the identity.
         hidden, depth, dropout: the default conditioner's width, number of hidden layers, dropout.
         context_features: width of a context vector concatenated to the conditioner's input.
     """
 
-    def __init__(self, mask, outputs: int = 1, net: nn.Module | None = None, hidden: int = 64, depth: int = 2,
-                 context_features: int = 0, dropout: float = 0.0):
+    def __init__(self, mask, outputs_per_feature: int = 1, net: nn.Module | None = None, hidden: int = 64,
+                 depth: int = 2, context_features: int = 0, dropout: float = 0.0):
         super().__init__()
         mask = torch.as_tensor(mask, dtype=torch.bool)
         if mask.dim() != 1 or mask.all() or not mask.any():
@@ -84,14 +85,13 @@ class Coupling(Bijection):
                              f"entry, got {mask.int().tolist() if mask.dim() == 1 else tuple(mask.shape)}")
         self.features = mask.numel()
         self.context_features = int(context_features)
-        self.outputs = outputs
-        self.net_outputs = outputs * int((~mask).sum())  # what the conditioner must return per row
+        self.outputs_per_feature = check_dim(outputs_per_feature, "outputs_per_feature")
+        self.net_outputs = self.outputs_per_feature * int((~mask).sum())  # what the conditioner returns per row
         self.register_buffer("mask", mask)
         self.register_buffer("idx_a", mask.nonzero().squeeze(1))
         self.register_buffer("idx_b", (~mask).nonzero().squeeze(1))
         if net is None:
-            net = mlp(len(self.idx_a) + self.context_features, outputs * len(self.idx_b), hidden, depth,
-                      dropout=dropout)
+            net = mlp(len(self.idx_a) + self.context_features, self.net_outputs, hidden, depth, dropout=dropout)
         elif not isinstance(net, nn.Module):
             raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
         self.net = net
@@ -104,29 +104,21 @@ class Coupling(Bijection):
         """``v`` with its B features replaced by ``new_b`` (the A features pass through)."""
         return v.index_copy(1, self.idx_b, new_b)
 
-    def conditioner(self, a, context=None):
+    def run_net(self, a, context=None):
         """The network's output for the conditioning half ``a`` (and the context, if any).
 
         Checks (Python-only) that a context comes exactly when the layer was built with
-        ``context_features``, and that the net returns ``(batch, outputs * #B)``: a net with too
-        few outputs would otherwise be broadcast silently into a wrong transform and log-det.
+        ``context_features`` (``check_context``), and that the net returns
+        ``(batch, outputs_per_feature * #B)``: a net with too few outputs would otherwise be
+        broadcast silently into a wrong transform and log-det.
         """
-        if context is None:
-            if self.context_features:
-                raise ValueError(f"{type(self).__name__} was built with context_features={self.context_features}: "
-                                 f"pass a context of shape (batch, {self.context_features})")
-            h = a
-        else:
-            if not self.context_features:
-                raise ValueError(f"{type(self).__name__} was built with context_features=0 and takes no context, "
-                                 f"got one of shape {tuple(context.shape)}; build it with context_features=<width>")
-            check_features(context, self.context_features, "context")
-            h = torch.cat([a, context], 1)
+        check_context(context, self.context_features, type(self).__name__)
+        h = a if context is None else torch.cat([a, context], 1)
         out = self.net(h)
         shape = getattr(out, "shape", ())
         if len(shape) != 2 or shape[1] != self.net_outputs or shape[0] != a.shape[0]:
             raise ValueError(f"{type(self).__name__}'s net returned {tuple(shape)}, expected "
-                             f"{(a.shape[0], self.net_outputs)}: {self.outputs} output(s) for each of the "
+                             f"{(a.shape[0], self.net_outputs)}: {self.outputs_per_feature} output(s) for each of the "
                              f"{len(self.idx_b)} transformed features, for a (batch, {h.shape[1]}) input")
         return out
 
@@ -142,8 +134,8 @@ class AdditiveCoupling(Coupling):
     Example:
         >>> import torch, flowbook
         >>> layer = flowbook.AdditiveCoupling(flowbook.half_mask(4), hidden=8)
-        >>> x, ladj = layer(torch.randn(3, 4))
-        >>> ladj.tolist()
+        >>> x, logabsdet = layer(torch.randn(3, 4))
+        >>> logabsdet.tolist()
         [0.0, 0.0, 0.0]
     """
 
@@ -154,13 +146,13 @@ class AdditiveCoupling(Coupling):
     def forward(self, z, context=None):
         self.check_input(z, "z")
         z_a, z_b = self.split(z)
-        x_b = z_b + self.conditioner(z_a, context)
+        x_b = z_b + self.run_net(z_a, context)
         return self.merge(z, x_b), z.new_zeros(z.shape[0])
 
     def inverse(self, x, context=None):
         self.check_input(x, "x")
         x_a, x_b = self.split(x)
-        z_b = x_b - self.conditioner(x_a, context)
+        z_b = x_b - self.run_net(x_a, context)
         return self.merge(x, z_b), x.new_zeros(x.shape[0])
 
 
@@ -179,20 +171,20 @@ class AffineCoupling(Coupling):
     Example:
         >>> import torch, flowbook
         >>> layer = flowbook.AffineCoupling(flowbook.alternating_mask(4), hidden=8)
-        >>> flowbook.check_bijection(flowbook.randomize_parameters(layer), torch.randn(5, 4)).roundtrip_error < 1e-12
+        >>> report = flowbook.check_bijection(flowbook.randomize_parameters(layer), torch.randn(5, 4))
+        >>> report.roundtrip_error < 1e-12
         True
     """
 
     def __init__(self, mask, net: nn.Module | None = None, hidden: int = 64, depth: int = 2,
                  context_features: int = 0, clamp: float | None = 3.0, dropout: float = 0.0):
         super().__init__(mask, 2, net, hidden, depth, context_features, dropout)
-        if clamp is not None and not 0 < clamp < float("inf"):  # an infinite bound would give inf * 0 = NaN
-            raise ValueError(f"clamp must be positive and finite, or None, got {clamp}")
+        check_clamp(clamp)
         self.clamp = clamp
 
     def shift_and_log_scale(self, a, context=None):
-        """The conditioner's ``(t, s)`` for the conditioning half ``a``, with ``s`` soft-clamped."""
-        shift, raw = self.conditioner(a, context).chunk(2, dim=1)
+        """The conditioner's ``(shift, log_scale)`` for the conditioning half ``a``, the log-scale soft-clamped."""
+        shift, raw = self.run_net(a, context).chunk(2, dim=1)
         return shift, soft_clamp(raw, self.clamp)
 
     def forward(self, z, context=None):

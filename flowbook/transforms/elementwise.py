@@ -35,19 +35,19 @@ from ..validation import check_dim
 __all__ = ["SinhArcsinh", "Scaling", "Logit", "soft_clamp"]
 
 
-def soft_clamp(raw: torch.Tensor, bound: float | None) -> torch.Tensor:
-    r"""The smooth bound :math:`b\tanh(\tilde s / b)` of a log-scale (``bound=None``: no bound).
+def soft_clamp(x: torch.Tensor, clamp: float | None) -> torch.Tensor:
+    r"""The smooth bound :math:`c\tanh(x / c)` of a raw log-scale x (``clamp=None``: no bound).
 
-    It equals :math:`\tilde s` near 0 (so a zero-initialized layer is the identity and early
-    training is that of a plain ``exp``) and lies in :math:`(-b, b)`, so one layer scales by at
-    most :math:`e^b`: no ``exp`` overflow, and no division by nearly 0 in the inverse.
+    It equals x near 0 (so a zero-initialized layer is the identity and early training is that
+    of a plain ``exp``) and lies in :math:`(-c, c)`, so one layer scales by at most :math:`e^c`:
+    no ``exp`` overflow, and no division by nearly 0 in the inverse.
 
     Example:
         >>> import torch
-        >>> soft_clamp(torch.tensor([0.0, 100.0]), 3.0)
+        >>> soft_clamp(torch.tensor([0.0, 100.0]), clamp=3.0)
         tensor([0., 3.])
     """
-    return raw if bound is None else bound * torch.tanh(raw / bound)
+    return x if clamp is None else clamp * torch.tanh(x / clamp)
 
 
 def _log_cosh(u):
@@ -63,8 +63,8 @@ class SinhArcsinh(Bijection):
         >>> import torch, flowbook
         >>> b = flowbook.SinhArcsinh(2)
         >>> z = torch.tensor([[0.5, -1.0]])
-        >>> x, ladj = b(z)   # the identity at initialization
-        >>> torch.allclose(x, z), abs(ladj.item()) < 1e-6
+        >>> x, logabsdet = b(z)   # the identity at initialization
+        >>> torch.allclose(x, z), abs(logabsdet.item()) < 1e-6
         (True, True)
     """
 
@@ -77,14 +77,14 @@ class SinhArcsinh(Bijection):
     def forward(self, z, context=None):
         self.check_input(z, "z")
         u = self.log_tail.exp() * torch.asinh(z) - self.skew
-        ladj = self.log_tail + _log_cosh(u) - 0.5 * torch.log1p(z * z)
-        return torch.sinh(u), ladj.sum(1)
+        logabsdet = self.log_tail + _log_cosh(u) - 0.5 * torch.log1p(z * z)
+        return torch.sinh(u), logabsdet.sum(1)
 
     def inverse(self, x, context=None):
         self.check_input(x, "x")
         w = (torch.asinh(x) + self.skew) * torch.exp(-self.log_tail)
-        ladj = -self.log_tail + _log_cosh(w) - 0.5 * torch.log1p(x * x)
-        return torch.sinh(w), ladj.sum(1)
+        logabsdet = -self.log_tail + _log_cosh(w) - 0.5 * torch.log1p(x * x)
+        return torch.sinh(w), logabsdet.sum(1)
 
 
 class Scaling(Bijection):
@@ -133,17 +133,21 @@ class Logit(Bijection):
     ((0, 1) for ``alpha = 0``). A row with a value outside it has density 0: ``inverse`` returns
     the log-det :math:`-\infty` for that row (and ``w = 0`` as a finite stand-in), so
     ``Flow.log_prob`` is ``-inf`` there, and ``fit`` names this layer if training data falls outside.
+    ``features`` is an int, or an event shape ``(C, H, W)``: then the layer takes ``(N, C, H, W)`` images.
 
     Example:
         >>> import torch, flowbook
         >>> logit = flowbook.Logit(3, alpha=0.05)
-        >>> w, ladj = logit.inverse(torch.full((2, 3), 0.5))
-        >>> w.abs().max().item(), ladj.shape
+        >>> w, logabsdet = logit.inverse(torch.full((2, 3), 0.5))
+        >>> w.abs().max().item(), logabsdet.shape
         (0.0, torch.Size([2]))
     """
 
-    def __init__(self, features: int, alpha: float = 0.05):
+    def __init__(self, features, alpha: float = 0.05):
         super().__init__()
+        if isinstance(features, (tuple, list, torch.Size)):  # an image's event shape (C, H, W)
+            self.event_shape = tuple(check_dim(s, "features (an event shape)") for s in features)
+            features = math.prod(self.event_shape)
         self.features, self.alpha = check_dim(features), float(alpha)
         if not 0 <= self.alpha < 0.5:
             raise ValueError(f"alpha must be in [0, 0.5), got {alpha}")
@@ -152,8 +156,8 @@ class Logit(Bijection):
         self.check_input(w, "w")
         s = torch.sigmoid(w)
         y = (s - self.alpha) / (1 - 2 * self.alpha)
-        ladj = (F.logsigmoid(w) + F.logsigmoid(-w)).sum(1)
-        return y, ladj - self.features * math.log(1 - 2 * self.alpha)
+        logabsdet = (F.logsigmoid(w) + F.logsigmoid(-w)).flatten(1).sum(1)
+        return y, logabsdet - self.features * math.log(1 - 2 * self.alpha)
 
     def inverse(self, y, context=None):
         self.check_input(y, "y")
@@ -161,5 +165,5 @@ class Logit(Bijection):
         inside = (s > 0) & (s < 1)
         s = torch.where(inside, s, 0.5)  # outside the support: a finite stand-in, log-det -inf below
         w = s.log() - torch.log1p(-s)
-        ladj = (math.log(1 - 2 * self.alpha) - s.log() - torch.log1p(-s)).sum(1)
-        return w, ladj.masked_fill(~inside.all(1), -math.inf)
+        logabsdet = (math.log(1 - 2 * self.alpha) - s.log() - torch.log1p(-s)).flatten(1).sum(1)
+        return w, logabsdet.masked_fill(~inside.flatten(1).all(1), -math.inf)

@@ -28,8 +28,8 @@ class Affine(Bijection):
     Example:
         >>> import torch, flowbook
         >>> b = flowbook.Affine(2)
-        >>> x, ladj = b(torch.ones(1, 2))
-        >>> x.tolist(), ladj.tolist()
+        >>> x, logabsdet = b(torch.ones(1, 2))
+        >>> x.tolist(), logabsdet.tolist()
         ([[1.0, 1.0]], [0.0])
     """
 
@@ -67,7 +67,7 @@ class LULinear(Bijection):
     Example:
         >>> import torch, flowbook
         >>> b = flowbook.LULinear(2, matrix=torch.tensor([[2., -1.], [2., 1.]]))
-        >>> round(b.log_abs_det().exp().item(), 4)
+        >>> round(b.logabsdet().exp().item(), 4)
         4.0
     """
 
@@ -102,7 +102,7 @@ class LULinear(Bijection):
         L, U = self._factors()
         return self.perm @ L @ U
 
-    def log_abs_det(self) -> torch.Tensor:
+    def logabsdet(self) -> torch.Tensor:
         """:math:`\\log|\\det W|` in O(D)."""
         return self.log_diag.sum()
 
@@ -112,7 +112,7 @@ class LULinear(Bijection):
         x = (z @ U.T @ L.T) @ self.perm.T  # W z row-wise, without forming W (O(B D^2))
         if self.bias is not None:
             x = x + self.bias
-        return x, self.log_abs_det().expand(z.shape[0])
+        return x, self.logabsdet().expand(z.shape[0])
 
     def inverse(self, x, context=None):
         self.check_input(x, "x")
@@ -123,7 +123,7 @@ class LULinear(Bijection):
         y = (x @ self.perm).T  # P^T x, as columns
         y = torch.linalg.solve_triangular(L, y, upper=False, unitriangular=True)
         z = torch.linalg.solve_triangular(U, y, upper=True).T
-        return z, (-self.log_abs_det()).expand(x.shape[0])
+        return z, (-self.logabsdet()).expand(x.shape[0])
 
 
 class QRLinear(Bijection):
@@ -135,7 +135,7 @@ class QRLinear(Bijection):
 
     Args:
         features: number of features.
-        num_reflections: ``K`` (default ``features``: enough to reach every orthogonal matrix with
+        reflections: ``K`` (default ``features``: enough to reach every orthogonal matrix with
             determinant :math:`(-1)^K`).
         bias: learn the offset ``b`` (starts at zero).
 
@@ -145,19 +145,19 @@ class QRLinear(Bijection):
         >>> import torch, flowbook
         >>> b = flowbook.QRLinear(3)
         >>> W = b.matrix()
-        >>> torch.allclose(W.T @ W, torch.eye(3), atol=1e-5), b.log_abs_det().item()
+        >>> torch.allclose(W.T @ W, torch.eye(3), atol=1e-5), b.logabsdet().item()
         (True, 0.0)
         >>> z = torch.randn(4, 3)
-        >>> x, ladj = b(z)
-        >>> torch.allclose(b.inverse(x)[0], z, atol=1e-5), ladj.shape
+        >>> x, logabsdet = b(z)
+        >>> torch.allclose(b.inverse(x)[0], z, atol=1e-5), logabsdet.shape
         (True, torch.Size([4]))
     """
 
-    def __init__(self, features: int, num_reflections: int | None = None, bias: bool = True):
+    def __init__(self, features: int, reflections: int | None = None, bias: bool = True):
         super().__init__()
         self.features = check_dim(features)
-        k = check_dim(self.features if num_reflections is None else num_reflections, "num_reflections")
-        self.vectors = nn.Parameter(torch.randn(k, self.features))
+        self.reflections = check_dim(self.features if reflections is None else reflections, "reflections")
+        self.vectors = nn.Parameter(torch.randn(self.reflections, self.features))
         self.upper = nn.Parameter(torch.zeros(self.features, self.features))
         self.log_diag = nn.Parameter(torch.zeros(self.features))
         self.register_buffer("sign", torch.ones(self.features))
@@ -188,7 +188,7 @@ class QRLinear(Bijection):
         """The dense ``W = Q R`` (the layer never forms it)."""
         return self.orthogonal() @ self._R()
 
-    def log_abs_det(self) -> torch.Tensor:
+    def logabsdet(self) -> torch.Tensor:
         """:math:`\\log|\\det W| = \\sum_i \\ell_i` in O(D)."""
         return self.log_diag.sum()
 
@@ -199,7 +199,7 @@ class QRLinear(Bijection):
             y = self._reflect(y, u)
         if self.bias is not None:
             y = y + self.bias
-        return y, self.log_abs_det().expand(z.shape[0])
+        return y, self.logabsdet().expand(z.shape[0])
 
     def inverse(self, x, context=None):
         self.check_input(x, "x")
@@ -207,7 +207,7 @@ class QRLinear(Bijection):
         for u in self._units():  # Q^T = H_K ... H_1 (each H is its own inverse)
             y = self._reflect(y, u)
         z = torch.linalg.solve_triangular(self._R(), y.T, upper=True).T
-        return z, (-self.log_abs_det()).expand(x.shape[0])
+        return z, (-self.logabsdet()).expand(x.shape[0])
 
 
 class Permutation(Bijection):
@@ -217,8 +217,8 @@ class Permutation(Bijection):
 
     Example:
         >>> import torch, flowbook
-        >>> x, ladj = flowbook.Permutation([2, 0, 1])(torch.tensor([[10.0, 20.0, 30.0]]))
-        >>> x.tolist(), ladj.tolist()
+        >>> x, logabsdet = flowbook.Permutation([2, 0, 1])(torch.tensor([[10.0, 20.0, 30.0]]))
+        >>> x.tolist(), logabsdet.tolist()
         ([[30.0, 10.0, 20.0]], [0.0])
     """
 

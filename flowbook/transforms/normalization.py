@@ -3,63 +3,101 @@ r"""Normalization as a flow layer: ActNorm (Glow) and batch normalization (RealN
 Both are elementwise affine maps, so the log-det is a sum of log-scales. They differ in where
 the scale comes from:
 
-* ``ActNorm``: learnable per-feature scale and shift, *initialized from data*: on the first
-  training batch it sees, it sets them so that the latent side has zero mean and unit variance
-  per feature. After that they are ordinary parameters (the batch no longer matters), so the
-  layer is an exact bijection in training and in evaluation.
+* ``ActNorm``: learnable scale and shift per feature (per channel on images), *initialized
+  from data*: on the first training batch it sees, it sets them so that the latent side has
+  zero mean and unit variance per feature (per channel). After that they are ordinary
+  parameters (the batch no longer matters), so the layer is an exact bijection in training and
+  in evaluation.
 * ``BatchNorm``: in training mode it normalizes with the current batch's statistics (so the
   density of one point depends on its batch, as in RealNVP), and keeps running averages that
   evaluation mode uses; evaluation mode is an exact, fixed bijection.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from ..core import Bijection
 from ..validation import check_dim
-from .linear import Affine
 
 __all__ = ["ActNorm", "BatchNorm"]
 
 
-class ActNorm(Affine):
-    r"""``Affine`` (:math:`x = z \odot e^{\ell} + b`, per feature) with data-dependent initialization.
+class ActNorm(Bijection):
+    r"""Glow's ActNorm: :math:`x = z \odot e^{\ell} + b` per feature (vectors) or per channel (images).
 
-    The first call of ``inverse`` (the data -> latent direction used by ``log_prob``) in training
-    mode sets :math:`b = \text{mean}(x)` and :math:`\ell = \log \text{std}(x)`, so that batch maps
-    to zero mean and unit variance. Whether that has happened is the buffer ``initialized``, which
-    is part of ``state_dict()``: a saved and reloaded layer does not re-initialize (and a fresh
-    layer that loads trained weights does not overwrite them). log-det :math:`\sum_i \ell_i`.
+    The scale and shift are initialized from data: the first call of ``inverse`` (the data ->
+    latent direction used by ``log_prob``) in training mode sets :math:`b` to the mean and
+    :math:`\ell` to the log standard deviation of each feature (each channel) over ``dims``, so
+    that batch maps to zero mean and unit variance. Whether that has happened is the buffer
+    ``initialized``, part of ``state_dict()``: a saved and reloaded layer does not re-initialize
+    (and a fresh layer that loads trained weights does not overwrite them).
+
+    ``dims`` are the axes the statistics average over: ``(0,)`` (default) for ``(N, features)``
+    vectors; ``(0, 2, 3)`` for ``(N, C, H, W)`` images (``features`` = C, one scale and shift
+    per channel, shared by all pixels). log-det :math:`P \sum_i \ell_i`, with :math:`P` the
+    number of positions sharing a scale (1 for vectors, H W for images).
 
     Example:
         >>> import torch, flowbook
         >>> layer = flowbook.ActNorm(2)
-        >>> x = torch.randn(500, 2) * 3 + 1
-        >>> z, _ = layer.inverse(x)          # training mode: initializes from this batch
+        >>> z, _ = layer.inverse(torch.randn(500, 2) * 3 + 1)   # training mode: initializes
         >>> z.mean(0).abs().max().item() < 1e-5, bool(layer.initialized)
         (True, True)
+        >>> images = flowbook.ActNorm(3, dims=(0, 2, 3))         # per channel
+        >>> z, _ = images.inverse(torch.randn(8, 3, 4, 4) * 5)
+        >>> z.mean((0, 2, 3)).abs().max().item() < 1e-5
+        True
     """
 
-    def __init__(self, features: int, eps: float = 1e-6):
-        super().__init__(features)  # log_scale and shift, both zero
-        self.eps = eps
+    def __init__(self, features: int, dims=(0,), eps: float = 1e-6):
+        super().__init__()
+        dims = tuple(dims)
+        if dims != (0,) + tuple(range(2, len(dims) + 1)):
+            raise ValueError(f"dims must be (0,) for (N, features) vectors or (0, 2, 3) for (N, C, H, W) images "
+                             f"(the batch and every axis after the features), got {dims}")
+        self.features, self.dims, self.eps = check_dim(features), dims, eps
+        if len(dims) > 1:              # images: (C, any height, any width)
+            self.event_shape = (self.features,) + (None,) * (len(dims) - 1)
+            self.features = None       # the number of numbers depends on the image size
+        self.log_scale = nn.Parameter(torch.zeros(check_dim(features)))
+        self.shift = nn.Parameter(torch.zeros(check_dim(features)))
         self.register_buffer("initialized", torch.tensor(False))
+
+    def _view(self, p):
+        """A ``(features,)`` parameter shaped to broadcast along dim 1: ``(C, 1, 1)`` on images."""
+        return p.view(-1, *[1] * (len(self.dims) - 1))
+
+    def _positions(self, v):
+        """How many numbers share each scale: 1 for vectors, H*W for images."""
+        return math.prod(v.shape[2:])
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> None:
-        """Set shift and log-scale from a data batch ``x`` (at least 2 rows)."""
+        """Set shift and log-scale from a data batch ``x`` (statistics over ``dims``)."""
         if x.shape[0] < 2:
-            raise ValueError(f"ActNorm needs a batch of at least 2 rows to initialize, got {x.shape[0]}")
-        self.shift.copy_(x.mean(0))
-        self.log_scale.copy_((x.std(0) + self.eps).log())
+            raise ValueError(f"ActNorm needs a batch of at least 2 rows to initialize, "
+                             f"got {x.shape[0]}")
+        self.shift.copy_(x.mean(self.dims))
+        self.log_scale.copy_((x.std(self.dims) + self.eps).log())
         self.initialized.fill_(True)
+
+    def forward(self, z, context=None):
+        self.check_input(z, "z")
+        x = z * self._view(self.log_scale.exp()) + self._view(self.shift)
+        return x, (self._positions(z) * self.log_scale.sum()).expand(z.shape[0])
 
     def inverse(self, x, context=None):
         self.check_input(x, "x")
         if self.training and not self.initialized:
             self.initialize(x.detach())
-        return super().inverse(x, context)
+        z = (x - self._view(self.shift)) * self._view(torch.exp(-self.log_scale))
+        return z, (-self._positions(x) * self.log_scale.sum()).expand(x.shape[0])
+
+    def extra_repr(self):
+        return f"features={self.log_scale.numel()}" + (f", dims={self.dims}" if len(self.dims) > 1 else "")
 
 
 class BatchNorm(Bijection):

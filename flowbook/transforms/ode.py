@@ -1,17 +1,17 @@
-r"""Continuous-time flows: the ODE :math:`dz/dt = v(z, t)` as a bijection (neural ODE, FFJORD).
+r"""Continuous-time flows: the ODE :math:`dz/dt = v(t, z)` as a bijection (neural ODE, FFJORD).
 
-**From residual steps to an ODE.** A residual layer :math:`z_{k+1} = z_k + h\,v(z_k, t_k)` is one
-Euler step of the ODE :math:`\dot z = v(z, t)`. As :math:`h \to 0` a stack of such layers becomes the
+**From residual steps to an ODE.** A residual layer :math:`z_{k+1} = z_k + h\,v(t_k, z_k)` is one
+Euler step of the ODE :math:`\dot z = v(t, z)`. As :math:`h \to 0` a stack of such layers becomes the
 solution map :math:`z(t_0) \mapsto z(t_1)`, which is invertible (integrate backwards) whenever
 :math:`v` is Lipschitz in :math:`z`.
 
 **Instantaneous change of variables** (Chen et al., *Neural Ordinary Differential Equations*, 2018).
 Along a trajectory, :math:`\frac{d}{dt}\log\left|\det \frac{\partial z(t)}{\partial z(t_0)}\right|
-= \operatorname{tr}\frac{\partial v}{\partial z}(z(t), t)`, so the state and the log-det are
+= \operatorname{tr}\frac{\partial v}{\partial z}(t, z(t))`, so the state and the log-det are
 integrated together:
 
 .. math:: \frac{d}{dt}\begin{pmatrix} z \\ \ell \end{pmatrix}
-          = \begin{pmatrix} v(z, t) \\ \operatorname{tr}\,\partial v/\partial z \end{pmatrix},
+          = \begin{pmatrix} v(t, z) \\ \operatorname{tr}\,\partial v/\partial z \end{pmatrix},
           \qquad \ell(t_0) = 0, \qquad \ell(t_1) = \log\left|\det\frac{\partial x}{\partial z}\right|.
 
 **The trace.** Exactly, with one backward pass per dimension (``trace_exact``), or by Hutchinson's
@@ -22,7 +22,8 @@ product; Grathwohl et al., *FFJORD*, 2019). For a Gaussian probe its variance is
 :math:`2(\lVert J_s\rVert_F^2 - \sum_i J_{ii}^2)`.
 
 The solvers (fixed-step Euler, midpoint, RK4; adaptive Dormand-Prince) and the adjoint method come
-from ``torchdiffeq``; ``rk4`` is the classic fixed-step solver written out for reading.
+from ``torchdiffeq``, which integrates the pair :math:`(z, \ell)` and backpropagates through it; the
+fixed-step Euler and RK4 loops, written out for reading, are ``flowbook.integrators``.
 """
 from __future__ import annotations
 
@@ -32,34 +33,9 @@ from torchdiffeq import odeint, odeint_adjoint
 from ..core import Bijection
 from ..validation import check_dim
 
-__all__ = ["ODEFlow", "trace_exact", "trace_hutchinson", "rk4", "FIXED_STEP_METHODS"]
+__all__ = ["ODEFlow", "trace_exact", "trace_hutchinson", "FIXED_STEP_METHODS"]
 
 FIXED_STEP_METHODS = ("euler", "midpoint", "rk4", "heun3")
-
-
-def rk4(f, y0, t0: float, t1: float, steps: int):
-    r"""Integrate :math:`dy/dt = f(t, y)` from ``t0`` to ``t1`` with ``steps`` classic Runge-Kutta steps.
-
-    Each step of size :math:`h` evaluates the field four times and averages the slopes with weights
-    1, 2, 2, 1; the error after a fixed time falls like :math:`h^4`.
-
-    Example:
-        >>> import math, torch
-        >>> from flowbook.transforms.ode import rk4
-        >>> y = rk4(lambda t, y: y, torch.tensor(1.0), 0.0, 1.0, steps=10)   # y' = y, y(1) = e
-        >>> abs(y.item() - math.e) < 1e-5
-        True
-    """
-    h = (t1 - t0) / steps
-    y, t = y0, t0
-    for _ in range(steps):
-        k1 = f(t, y)
-        k2 = f(t + h / 2, y + h / 2 * k1)
-        k3 = f(t + h / 2, y + h / 2 * k2)
-        k4 = f(t + h, y + h * k3)
-        y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        t = t + h
-    return y
 
 
 def trace_exact(v: torch.Tensor, z: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
@@ -107,7 +83,7 @@ def trace_hutchinson(v: torch.Tensor, z: torch.Tensor, eps: torch.Tensor, create
 
 
 class ODEFlow(Bijection):
-    r"""The solution map of :math:`dz/dt = v(z, t)` from ``t0`` to ``t1``, with its log-determinant.
+    r"""The solution map of :math:`dz/dt = v(t, z)` from ``t0`` to ``t1``, with its log-determinant.
 
     ``forward(z)`` integrates the state and :math:`\ell' = \operatorname{tr}\,\partial v/\partial z`
     from ``t0`` to ``t1`` and returns ``(x, log|det ∂x/∂z|)``; ``inverse(x)`` integrates the same
@@ -122,38 +98,39 @@ class ODEFlow(Bijection):
         probe: ``"gaussian"`` or ``"rademacher"``, the distribution of Hutchinson's probe; one
             probe per row is drawn per solve and held fixed along the trajectory.
         method: a ``torchdiffeq`` solver: fixed-step ``"euler"``, ``"midpoint"``, ``"rk4"``,
-            ``"heun3"`` (then ``steps`` equal steps), or adaptive (``"dopri5"``, ...; then ``rtol``, ``atol``).
-        steps: number of solver steps for a fixed-step method.
+            ``"heun3"`` (then ``solver_steps`` equal steps), or adaptive (``"dopri5"``, ...; then
+            ``rtol``, ``atol``).
+        solver_steps: number of integration steps of a fixed-step method.
         adjoint: backpropagate with the adjoint ODE (memory independent of the number of steps)
             instead of through the solver's operations.
 
     Example:
         >>> import torch, flowbook
-        >>> flow = flowbook.ODEFlow(flowbook.nn.VectorField(2, hidden=8), 2, method="rk4", steps=4)
-        >>> x, ladj = flowbook.randomize_parameters(flow)(torch.randn(5, 2))
-        >>> z, ladj_inv = flow.inverse(x)
-        >>> x.shape, ladj.shape, (ladj + ladj_inv).abs().max().item() < 1e-3
+        >>> field = flowbook.nn.VectorField(2, hidden=8)
+        >>> flow = flowbook.ODEFlow(field, 2, method="rk4", solver_steps=4)
+        >>> x, logabsdet = flowbook.randomize_parameters(flow)(torch.randn(5, 2))
+        >>> z, logabsdet_inverse = flow.inverse(x)
+        >>> x.shape, logabsdet.shape, (logabsdet + logabsdet_inverse).abs().max().item() < 1e-3
         (torch.Size([5, 2]), torch.Size([5]), True)
     """
 
     def __init__(self, field, features: int, t0: float = 0.0, t1: float = 1.0, trace: str = "exact",
-                 probe: str = "gaussian", method: str = "dopri5", steps: int | None = None,
+                 probe: str = "gaussian", method: str = "dopri5", solver_steps: int | None = None,
                  rtol: float = 1e-5, atol: float = 1e-5, adjoint: bool = False):
         super().__init__()
         if trace not in ("exact", "hutchinson"):
             raise ValueError(f"trace must be 'exact' or 'hutchinson', got {trace!r}")
         if probe not in ("gaussian", "rademacher"):
             raise ValueError(f"probe must be 'gaussian' or 'rademacher', got {probe!r}")
-        if method in FIXED_STEP_METHODS and steps is None:
-            raise ValueError(f"method {method!r} takes fixed steps: pass steps=<number of steps>")
-        if method not in FIXED_STEP_METHODS and steps is not None:
-            raise ValueError(f"steps is for the fixed-step methods {FIXED_STEP_METHODS}; {method!r} "
+        if method in FIXED_STEP_METHODS and solver_steps is None:
+            raise ValueError(f"method {method!r} takes fixed steps: pass solver_steps=<number of steps>")
+        if method not in FIXED_STEP_METHODS and solver_steps is not None:
+            raise ValueError(f"solver_steps is for the fixed-step methods {FIXED_STEP_METHODS}; {method!r} "
                              "chooses its own steps (set rtol, atol)")
         self.field, self.features = field, check_dim(features)
         self.t0, self.t1, self.trace, self.probe = float(t0), float(t1), trace, probe
-        self.method, self.steps, self.rtol, self.atol, self.adjoint = method, steps, rtol, atol, adjoint
-        if steps is not None:
-            check_dim(steps, "steps")
+        self.method, self.rtol, self.atol, self.adjoint = method, rtol, atol, adjoint
+        self.solver_steps = None if solver_steps is None else check_dim(solver_steps, "solver_steps")
 
     def forward(self, z, context=None):
         self.check_input(z, "z")
@@ -166,15 +143,15 @@ class ODEFlow(Bijection):
     def integrate(self, z, t_start: float, t_end: float, context=None):
         r"""Solve for :math:`(z(t), \ell(t))` from ``t_start`` to ``t_end`` with :math:`\ell(t_\text{start}) = 0`."""
         eps = None if self.trace == "exact" else self.probe_noise(z)
-        times = torch.linspace(t_start, t_end, (self.steps or 1) + 1, dtype=z.dtype, device=z.device)
+        times = torch.linspace(t_start, t_end, (self.solver_steps or 1) + 1, dtype=z.dtype, device=z.device)
         solve = odeint_adjoint if self.adjoint else odeint
         options = {"adjoint_params": tuple(self.field.parameters())} if self.adjoint else {}
-        zs, logdets = solve(lambda t, state: self.dynamics(t, state, eps, context), (z, z.new_zeros(len(z))),
-                            times, method=self.method, rtol=self.rtol, atol=self.atol, **options)
-        return zs[-1], logdets[-1]
+        zs, logabsdets = solve(lambda t, state: self.dynamics(t, state, eps, context), (z, z.new_zeros(len(z))),
+                               times, method=self.method, rtol=self.rtol, atol=self.atol, **options)
+        return zs[-1], logabsdets[-1]
 
     def dynamics(self, t, state, eps=None, context=None):
-        r"""The right-hand side :math:`(v(z, t), \operatorname{tr}\,\partial v/\partial z)` of the augmented ODE."""
+        r"""The right-hand side :math:`(v(t, z), \operatorname{tr}\,\partial v/\partial z)` of the augmented ODE."""
         z = state[0]
         training = torch.is_grad_enabled()   # differentiate the trace only when someone will
         with torch.enable_grad():
@@ -194,6 +171,7 @@ class ODEFlow(Bijection):
         return torch.randint(0, 2, z.shape, device=z.device).to(z.dtype) * 2 - 1
 
     def extra_repr(self):
-        solver = f"steps={self.steps}" if self.steps else f"rtol={self.rtol:g}, atol={self.atol:g}"
+        solver = (f"solver_steps={self.solver_steps}" if self.solver_steps
+                  else f"rtol={self.rtol:g}, atol={self.atol:g}")
         return (f"features={self.features}, t=[{self.t0:g}, {self.t1:g}], trace={self.trace!r}, "
                 f"method={self.method!r}, {solver}, adjoint={self.adjoint}")

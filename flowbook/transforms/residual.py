@@ -86,8 +86,8 @@ class Planar(Bijection):
         >>> (layer.u_hat() @ layer.w).item() > -1     # the raw u^T w = -3 would fold the plane
         True
         >>> z = torch.randn(5, 2, dtype=torch.float64)
-        >>> x, ladj = layer.double()(z)
-        >>> torch.allclose(ladj, flowbook.logabsdet(layer, z))
+        >>> x, logabsdet = layer.double()(z)
+        >>> torch.allclose(logabsdet, flowbook.logabsdet(layer, z))
         True
     """
 
@@ -210,7 +210,7 @@ class Radial(Bijection):
     def beta(self) -> torch.Tensor:
         return -self.alpha + F.softplus(self.beta_raw)
 
-    def _logdet(self, r, alpha, beta):
+    def _logabsdet(self, r, alpha, beta):
         bh = beta / (alpha + r)
         return (self.features - 1) * torch.log1p(bh) + torch.log1p(beta * alpha / (alpha + r).pow(2))
 
@@ -220,7 +220,7 @@ class Radial(Bijection):
         diff = z - self.z0
         r = diff.norm(dim=-1, keepdim=True)
         x = z + beta / (alpha + r) * diff
-        return x, self._logdet(r, alpha, beta).squeeze(-1)
+        return x, self._logabsdet(r, alpha, beta).squeeze(-1)
 
     def inverse(self, x, context=None):
         self.check_input(x, "x")
@@ -233,7 +233,7 @@ class Radial(Bijection):
         disc = torch.sqrt(B.pow(2) + 4 * alpha * rx)
         r = torch.where(B > 0, 2 * alpha * rx / (B + disc), (disc - B) / 2)
         z = self.z0 + diff / (1 + beta / (alpha + r))
-        return z, -self._logdet(r, alpha, beta).squeeze(-1)
+        return z, -self._logabsdet(r, alpha, beta).squeeze(-1)
 
     def extra_repr(self):
         return f"features={self.features}"

@@ -46,8 +46,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..core import Bijection
-from ..nn import MADE
 from ..validation import check_dim
+from .autoregressive import Autoregressive
 from .coupling import Coupling
 
 __all__ = ["rational_quadratic_spline", "spline_knots", "Spline", "SplineCoupling", "SplineAutoregressive",
@@ -97,7 +97,8 @@ def rational_quadratic_spline(x, widths, heights, derivatives, bound: float, inv
 
     .. math::
         y = y^{(k)} + \frac{(y^{(k+1)} - y^{(k)})[s_k \xi^2 + \delta^{(k)} \xi (1 - \xi)]}
-                           {s_k + [\delta^{(k+1)} + \delta^{(k)} - 2 s_k] \xi (1 - \xi)},\qquad
+                           {s_k + [\delta^{(k+1)} + \delta^{(k)} - 2 s_k] \xi (1 - \xi)},
+
         \frac{dy}{dx} = \frac{s_k^2 [\delta^{(k+1)} \xi^2 + 2 s_k \xi (1 - \xi) + \delta^{(k)} (1 - \xi)^2]}
                              {[s_k + (\delta^{(k+1)} + \delta^{(k)} - 2 s_k) \xi (1 - \xi)]^2};
 
@@ -120,11 +121,11 @@ def rational_quadratic_spline(x, widths, heights, derivatives, bound: float, inv
         >>> import torch
         >>> x = torch.tensor([-7.0, -1.0, 0.3, 2.5, 7.0])
         >>> w, h, d = torch.randn(5, 4), torch.randn(5, 4), torch.randn(5, 3)
-        >>> y, ladj = rational_quadratic_spline(x, w, h, d, bound=3.0)
-        >>> y[[0, 4]].tolist(), ladj[[0, 4]].tolist()        # the tails are the identity
+        >>> y, logabsdet = rational_quadratic_spline(x, w, h, d, bound=3.0)
+        >>> y[[0, 4]].tolist(), logabsdet[[0, 4]].tolist()        # the tails are the identity
         ([-7.0, 7.0], [0.0, 0.0])
-        >>> x_back, ladj_back = rational_quadratic_spline(y, w, h, d, bound=3.0, inverse=True)
-        >>> torch.allclose(x_back, x, atol=1e-5), torch.allclose(ladj_back, -ladj, atol=1e-5)
+        >>> x_back, logabsdet_back = rational_quadratic_spline(y, w, h, d, bound=3.0, inverse=True)
+        >>> torch.allclose(x_back, x, atol=1e-5), torch.allclose(logabsdet_back, -logabsdet, atol=1e-5)
         (True, True)
     """
     widths, heights, derivatives = (t.expand(*x.shape, -1) for t in (widths, heights, derivatives))
@@ -180,13 +181,14 @@ class Spline(Bijection):
 
     def forward(self, z, context=None):
         self.check_input(z, "z")
-        x, ladj = rational_quadratic_spline(z, self.widths, self.heights, self.derivatives, self.bound)
-        return x, ladj.sum(1)
+        x, logabsdet = rational_quadratic_spline(z, self.widths, self.heights, self.derivatives, self.bound)
+        return x, logabsdet.sum(1)
 
     def inverse(self, x, context=None):
         self.check_input(x, "x")
-        z, ladj = rational_quadratic_spline(x, self.widths, self.heights, self.derivatives, self.bound, inverse=True)
-        return z, ladj.sum(1)
+        z, logabsdet = rational_quadratic_spline(x, self.widths, self.heights, self.derivatives, self.bound,
+                                                 inverse=True)
+        return z, logabsdet.sum(1)
 
     def extra_repr(self):
         return f"features={self.features}, bins={self.bins}, bound={self.bound}"
@@ -224,32 +226,32 @@ class SplineCoupling(Coupling):
 
     def spline_parameters(self, a, context=None):
         """Raw ``(widths, heights, derivatives)`` for the B features, each ``(batch, #B, K or K - 1)``."""
-        theta = self.conditioner(a, context).view(a.shape[0], 3 * self.bins - 1, len(self.idx_b))
+        theta = self.run_net(a, context).view(a.shape[0], 3 * self.bins - 1, len(self.idx_b))
         return theta.transpose(1, 2).split([self.bins, self.bins, self.bins - 1], dim=-1)
 
     def forward(self, z, context=None):
         self.check_input(z, "z")
         z_a, z_b = self.split(z)
-        x_b, ladj = rational_quadratic_spline(z_b, *self.spline_parameters(z_a, context), self.bound)
-        return self.merge(z, x_b), ladj.sum(1)
+        x_b, logabsdet = rational_quadratic_spline(z_b, *self.spline_parameters(z_a, context), self.bound)
+        return self.merge(z, x_b), logabsdet.sum(1)
 
     def inverse(self, x, context=None):
         self.check_input(x, "x")
         x_a, x_b = self.split(x)
-        z_b, ladj = rational_quadratic_spline(x_b, *self.spline_parameters(x_a, context), self.bound, inverse=True)
-        return self.merge(x, z_b), ladj.sum(1)
+        z_b, logabsdet = rational_quadratic_spline(x_b, *self.spline_parameters(x_a, context), self.bound, inverse=True)
+        return self.merge(x, z_b), logabsdet.sum(1)
 
     def extra_repr(self):
         return super().extra_repr() + f", bins={self.bins}, bound={self.bound}"
 
 
-class SplineAutoregressive(Bijection):
+class SplineAutoregressive(Autoregressive):
     r"""Autoregressive spline layer: :math:`x_i = \mathrm{RQS}(z_i; \theta_i)`, :math:`\theta_i` from a MADE.
 
-    As ``MaskedAffineAutoregressive``, with the spline instead of the affine law: in ``"maf"``
-    mode the parameters of feature i are functions of :math:`x_{<i}` (density in one MADE pass,
-    sampling in ``n_levels`` passes); in ``"iaf"`` mode of :math:`z_{<i}` (the other way round).
-    The MADE outputs :math:`3K - 1` numbers per feature and starts at zero: the identity.
+    ``Autoregressive`` with the spline law instead of the affine one (``MaskedAffineAutoregressive``):
+    in ``"maf"`` mode the parameters of feature i are functions of :math:`x_{<i}` (density in one
+    MADE pass, sampling in ``n_levels`` passes); in ``"iaf"`` mode of :math:`z_{<i}` (the other
+    way round). The MADE outputs :math:`3K - 1` numbers per feature and starts at zero: the identity.
 
     Args:
         features: number of features D.
@@ -266,40 +268,17 @@ class SplineAutoregressive(Bijection):
     def __init__(self, features: int, bins: int = 8, bound: float = 5.0, hidden=64, depth: int = 2,
                  context_features: int = 0, mode: str = "maf", degrees=None, activation=nn.ReLU,
                  dropout: float = 0.0):
-        super().__init__()
-        self.features, self.bins, self.bound = check_dim(features), check_dim(bins, "bins"), _check_bound(bound)
-        if mode not in ("maf", "iaf"):
-            raise ValueError(f"mode must be 'maf' or 'iaf', got {mode!r}")
-        self.mode = mode
-        self.made = MADE(self.features, hidden, depth, context_features, outputs_per_feature=3 * self.bins - 1,
-                         degrees=degrees, activation=activation, zero_init=True, dropout=dropout)
+        bins = check_dim(bins, "bins")
+        super().__init__(features, 3 * bins - 1, hidden, depth, context_features, mode, degrees, activation, dropout)
+        self.bins, self.bound = bins, _check_bound(bound)
 
     def spline_parameters(self, u, context=None):
         """One MADE pass: raw ``(widths, heights, derivatives)``, each ``(batch, D, K or K - 1)``."""
         return self.made(u, context).transpose(1, 2).split([self.bins, self.bins, self.bins - 1], dim=-1)
 
-    def solve(self, given, context, inverse: bool):
-        """The conditioning side u from ``given``, by ``n_levels`` passes of ``u = RQS(given; theta(u))``."""
-        u = torch.zeros_like(given)
-        for _ in range(self.made.n_levels):
-            u, ladj = rational_quadratic_spline(given, *self.spline_parameters(u, context), self.bound, inverse)
-        return u, ladj
-
-    def forward(self, z, context=None):
-        self.check_input(z, "z")
-        if self.mode == "iaf":  # x_i = RQS(z_i; theta(z_<i)): one pass
-            x, ladj = rational_quadratic_spline(z, *self.spline_parameters(z, context), self.bound)
-        else:  # MAF sampling: x_i = RQS(z_i; theta(x_<i)), one degree level per pass
-            x, ladj = self.solve(z, context, inverse=False)
-        return x, ladj.sum(1)
-
-    def inverse(self, x, context=None):
-        self.check_input(x, "x")
-        if self.mode == "maf":  # z_i = RQS^-1(x_i; theta(x_<i)): one pass
-            z, ladj = rational_quadratic_spline(x, *self.spline_parameters(x, context), self.bound, inverse=True)
-        else:  # IAF density: z_i = RQS^-1(x_i; theta(z_<i)), one degree level per pass
-            z, ladj = self.solve(x, context, inverse=True)
-        return z, ladj.sum(1)
+    def law(self, v, u, context=None, inverse: bool = False):
+        """The spline with parameters from u: v = z gives x, v = x gives z (``inverse``)."""
+        return rational_quadratic_spline(v, *self.spline_parameters(u, context), self.bound, inverse)
 
     def extra_repr(self):
-        return f"features={self.features}, bins={self.bins}, bound={self.bound}, mode={self.mode!r}"
+        return super().extra_repr() + f", bins={self.bins}, bound={self.bound}"

@@ -69,8 +69,8 @@ class Sylvester(Bijection):
         >>> import torch, flowbook
         >>> layer = flowbook.Sylvester(4, m=2).double()
         >>> z = torch.randn(5, 4, dtype=torch.float64)
-        >>> x, ladj = layer(z)
-        >>> torch.allclose(ladj, flowbook.logabsdet(layer, z))
+        >>> x, logabsdet = layer(z)
+        >>> torch.allclose(logabsdet, flowbook.logabsdet(layer, z))
         True
         >>> R, R_tilde = layer.triangular()[:2]
         >>> bool((R.diagonal(dim1=-2, dim2=-1) * R_tilde.diagonal(dim1=-2, dim2=-1) > -1).all())
