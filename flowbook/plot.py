@@ -6,6 +6,8 @@ import numpy as np
 import seaborn as sns
 import torch
 
+from .runtime import device_of
+
 __all__ = ["style", "grid_points", "density_grid", "density", "sample_density", "samples", "deformed_grid", "images"]
 
 
@@ -37,7 +39,8 @@ def density_grid(log_prob, bounds=(-5, 5), n: int = 200, device=None, log: bool 
 
     Returns an ``(n, n)`` NumPy image, rows along the second coordinate (for ``imshow`` with
     ``origin="lower"``), so that several densities can be drawn with one shared colour scale.
-    ``device``: where ``log_prob`` expects its points (e.g. the flow's device).
+    ``device``: where ``log_prob`` expects its points; by default the device of the module
+    ``log_prob`` belongs to (``flow.log_prob`` of a flow on a GPU gets GPU points).
 
     Example:
         >>> import flowbook
@@ -45,6 +48,7 @@ def density_grid(log_prob, bounds=(-5, 5), n: int = 200, device=None, log: bool 
         (50, 50)
     """
     pts, _ = grid_points(bounds, n)
+    device = device_of(log_prob) if device is None else device
     if device is not None:
         pts = pts.to(device)
     lp = torch.cat([log_prob(p).detach().float().cpu() for p in pts.split(10000)])

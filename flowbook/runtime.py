@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["device", "seed", "threads", "randomize_parameters", "progress_bar"]
+__all__ = ["device", "device_of", "seed", "threads", "randomize_parameters", "progress_bar"]
 
 
 def device() -> torch.device:
@@ -19,6 +19,30 @@ def device() -> torch.device:
         True
     """
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_of(model) -> torch.device | None:
+    """Where ``model`` computes: the device of a module's first parameter or buffer, also for a bound
+    method such as ``flow.log_prob``; ``None`` for a plain function or a module without tensors.
+
+    Functions that take a model's log-density and make their own points (``Density2D.kl_to``,
+    ``plot.density_grid``) send the points there, so the same call works on a CPU and a GPU.
+
+    Example:
+        >>> import flowbook
+        >>> flow = flowbook.RealNVP(2)
+        >>> flowbook.runtime.device_of(flow.log_prob) == flowbook.runtime.device_of(flow)
+        True
+        >>> flowbook.runtime.device_of(lambda x: x) is None
+        True
+    """
+    owner = model if isinstance(model, torch.nn.Module) else getattr(model, "__self__", None)
+    if isinstance(owner, torch.nn.Module):
+        for t in owner.parameters():
+            return t.device
+        for t in owner.buffers():
+            return t.device
+    return None
 
 
 def seed(n: int) -> None:

@@ -150,11 +150,7 @@ def test_a_chapter_executes_with_cuda(chapter):
 # --- every chapter that trains puts its models on `device = fb.device()` (runs everywhere) ---
 
 CHAPTERS = sorted(glob.glob(str(BOOK / "*.ipynb")))
-NOT_YET = {   # chapters owned by other work in issue 23; strict: the test fails once they comply
-    "10_glow_dequantization.ipynb": "trains its binarized-digit flows on the CPU",
-    "11_spline_flows.ipynb": "trains its 1-D, 2-D and mixture-base flows on the CPU",
-    "homework.ipynb": "trains `mine` and the model-comparison flows on the CPU",
-}
+NOT_YET = {}   # chapter name -> why it does not comply yet; strict: the test fails once it complies
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=pathlib.Path(p).name, marks=pytest.mark.xfail(

@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from ..runtime import device_of
 from ..validation import check_count, check_dim, check_features, check_positive
 
 __all__ = ["Density2D", "GaussianMixture", "Ring", "Grid", "NoisyCurves", "Moons", "Circles",
@@ -34,10 +35,16 @@ class Density2D:
         raise NotImplementedError(f"{type(self).__name__} has no exact log-density")
 
     def kl_to(self, model_log_prob, n: int = 20000, generator=None) -> float:
-        """Monte Carlo KL(p_data || p_model) = E_data[log p_data - log p_model], in nats."""
+        """Monte Carlo KL(p_data || p_model) = E_data[log p_data - log p_model], in nats.
+
+        ``model_log_prob`` is a function of ``(m, 2)`` points, e.g. ``flow.log_prob``; the points go to
+        the device of the module it belongs to (``runtime.device_of``), so a flow on a GPU just works.
+        """
         x = self.sample(check_count(n, "n", 1), generator)
+        device = device_of(model_log_prob)
         with torch.no_grad():
-            return (self.log_prob(x) - model_log_prob(x).to(x)).mean().item()
+            log_q = model_log_prob(x if device is None else x.to(device))
+            return (self.log_prob(x) - log_q.to(x)).mean().item()
 
     def __repr__(self):
         return f"{type(self).__name__}()"
