@@ -124,8 +124,8 @@ def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
     return -0.5 * (((z - mean) * torch.exp(-log_std)) ** 2 + 2 * log_std + _LOG_2PI).sum(-1)
 
 
-def mixture_log_prob(z: torch.Tensor, means: torch.Tensor, log_std: torch.Tensor,
-                     logits: torch.Tensor | None = None) -> torch.Tensor:
+def mixture_log_prob(z: torch.Tensor, means: torch.Tensor,
+                     log_std: torch.Tensor, logits=None) -> torch.Tensor:
     r"""Log-density of a mixture of ``k`` diagonal Gaussians at every row of ``z``, shape ``(batch,)``.
 
     .. math:: \log p(z) &= \operatorname{logsumexp}_j \bigl[\log\pi_j + \log\mathcal N(z;\ \mu_j, \mathrm{diag}\,\sigma_j^2)\bigr],\\
@@ -142,8 +142,11 @@ def mixture_log_prob(z: torch.Tensor, means: torch.Tensor, log_std: torch.Tensor
         >>> torch.allclose(log_p, flowbook.StandardNormal(2).log_prob(z))
         True
     """
-    log_weights = -math.log(len(means)) if logits is None else torch.log_softmax(logits, -1)
-    components = gaussian_log_prob(z.unsqueeze(-2), means, log_std)       # (batch, k)
+    if logits is None:
+        log_weights = -math.log(len(means))         # equal weights 1/k
+    else:
+        log_weights = torch.log_softmax(logits, -1)
+    components = gaussian_log_prob(z.unsqueeze(-2), means, log_std)  # (n, k)
     return torch.logsumexp(log_weights + components, dim=-1)
 
 

@@ -187,8 +187,8 @@ class Flow(nn.Module):
         count, shape, context, temperature = self._sampling(n, context, temperature,
                                                             "sample_and_log_prob")
         z = temperature * self._base_sample(count)               # T z
-        x, logabsdet = self.transform(z, context)                # x = f(T z), log|det dx/dz|
-        log_p = self.base_log_prob(z) - logabsdet                # the flow's own density at x
+        x, logabsdet = self.transform(z, context)   # x = f(T z), log|det dx/dz|
+        log_p = self.base_log_prob(z) - logabsdet   # the flow's own density at x
         return x.reshape(*shape, *self.event_shape), log_p.reshape(shape)
 
     def _sampling(self, n, context, temperature, method):

@@ -40,7 +40,8 @@ from .validation import check_count, model_dtype
 __all__ = ["cfm_loss", "ot_pairing", "straightness", "reflow_pairs", "fit_flow_matching", "energy_distance"]
 
 
-def cfm_loss(field, z: torch.Tensor, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+def cfm_loss(field, z: torch.Tensor, x: torch.Tensor,
+             t: torch.Tensor | None = None) -> torch.Tensor:
     r"""Conditional flow-matching loss with straight paths: mean of :math:`\lVert v(t, x_t) - (x - z)\rVert^2`.
 
     The point at time :math:`t` on the line from the noise point to the data point is
@@ -81,7 +82,8 @@ def ot_pairing(z: torch.Tensor, x: torch.Tensor):
     """
     cost = torch.cdist(z, x).pow(2)
     rows, cols = linear_sum_assignment(cost.detach().cpu().numpy())
-    return z[torch.as_tensor(rows, device=z.device)], x[torch.as_tensor(cols, device=x.device)]
+    rows, cols = torch.as_tensor(rows), torch.as_tensor(cols)
+    return z[rows.to(z.device)], x[cols.to(x.device)]
 
 
 @torch.no_grad()

@@ -263,10 +263,13 @@ class Glow(Flow):
     @staticmethod
     def scale(c, h, w, levels: int, n_layers: int, hidden: int) -> Compose:
         """One scale and, inside a ``Partial``, the scales below it: (C, H, W) -> (C, H, W), generative order."""
-        data_to_latent = [Squeeze(c, h, w)] + [GlowStep(4 * c, hidden) for _ in range(n_layers)]
-        if levels > 1:  # the first 2C channels go on to the next scale, the others are latents
-            inner = Glow.scale(2 * c, h // 2, w // 2, levels - 1, n_layers, hidden)
-            data_to_latent.append(
-                Partial(inner, torch.arange(2 * c), channels=4 * c, height=h // 2, width=w // 2))
-        data_to_latent.append(Inverse(Squeeze(c, h, w)))  # unsqueeze: the latent is an image
+        h2, w2 = h // 2, w // 2
+        steps = [GlowStep(4 * c, hidden) for _ in range(n_layers)]
+        data_to_latent = [Squeeze(c, h, w), *steps]
+        if levels > 1:  # 2C channels go on to the next scale, 2C are latents
+            inner = Glow.scale(2 * c, h2, w2, levels - 1, n_layers, hidden)
+            kept = torch.arange(2 * c)
+            inner = Partial(inner, kept, channels=4 * c, height=h2, width=w2)
+            data_to_latent.append(inner)
+        data_to_latent.append(Inverse(Squeeze(c, h, w)))  # the latent is an image
         return Compose(*reversed(data_to_latent))

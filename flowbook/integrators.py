@@ -31,8 +31,8 @@ from .validation import check_count
 __all__ = ["euler", "rk4"]
 
 
-def euler(field, z: torch.Tensor, t0: float = 0.0, t1: float = 1.0, *, solver_steps: int,
-          trajectory: bool = False) -> torch.Tensor:
+def euler(field, z: torch.Tensor, t0: float = 0.0, t1: float = 1.0, *,
+          solver_steps: int, trajectory: bool = False) -> torch.Tensor:
     r"""Integrate :math:`dz/dt = v(t, z)` from ``t0`` to ``t1`` with Euler steps :math:`z \leftarrow z + h\,v(t, z)`.
 
     Args:
@@ -58,8 +58,8 @@ def euler(field, z: torch.Tensor, t0: float = 0.0, t1: float = 1.0, *, solver_st
     return torch.stack(path) if trajectory else z
 
 
-def rk4(field, z: torch.Tensor, t0: float = 0.0, t1: float = 1.0, *, solver_steps: int,
-        trajectory: bool = False) -> torch.Tensor:
+def rk4(field, z: torch.Tensor, t0: float = 0.0, t1: float = 1.0, *,
+        solver_steps: int, trajectory: bool = False) -> torch.Tensor:
     r"""Integrate :math:`dz/dt = v(t, z)` from ``t0`` to ``t1`` with classic Runge-Kutta steps.
 
     Each step of size :math:`h` evaluates the field four times and averages the slopes with weights

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 
 import numpy as np
@@ -109,4 +110,6 @@ def progress_bar(iterable, progress: bool = True, desc: str | None = None):
     book's HTML build sets it: a saved progress widget would show as an empty box).
     """
     from tqdm.auto import tqdm
+    if os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes"):
+        progress = False  # tqdm's notebook bar ignores this variable, so it is read here
     return tqdm(iterable, desc=desc, leave=False) if progress else tqdm(iterable, disable=True)

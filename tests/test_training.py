@@ -245,3 +245,15 @@ def test_an_image_flow_trains_on_images_and_refuses_flat_rows():
     assert hist.steps == 2 and hist.best_step == 2
     with pytest.raises(ValueError, match=r"data must have shape \(batch, 1, 8, 8\).*data.reshape\(-1, 1, 8, 8\)"):
         fb.fit(glow, torch.rand(64, 64), steps=1, progress=False)
+
+
+def test_the_book_build_hides_every_progress_bar(monkeypatch):
+    """TQDM_DISABLE=1 (set by scripts/build_book.sh) hides the bars, also tqdm's notebook widget."""
+    import tqdm.auto
+    import tqdm.notebook
+    from flowbook.runtime import progress_bar
+    monkeypatch.setattr(tqdm.auto, "tqdm", tqdm.notebook.tqdm)   # what a notebook kernel gets
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert progress_bar(range(3), True).disable
+    monkeypatch.delenv("TQDM_DISABLE")
+    assert not progress_bar(range(3), True).disable

@@ -97,7 +97,7 @@ class Autoregressive(Bijection):
         self.check_input(z, "z")
         if self.mode == "iaf":  # x_i = tau(z_i; theta(z_<i)): one pass
             x, logabsdet = self.law(z, z, context)
-        else:  # MAF sampling: x_i = tau(z_i; theta(x_<i)), one degree level per pass
+        else:  # MAF sampling: x_i = tau(z_i; theta(x_<i)), one degree per pass
             x, logabsdet = self.solve(z, context, inverse=False)
         return x, logabsdet.sum(1)
 
@@ -156,7 +156,7 @@ class MaskedAffineAutoregressive(Autoregressive):
         shift, log_scale = self.shift_and_log_scale(u, context)
         if not inverse:  # x = z e^alpha + mu
             return v * torch.exp(log_scale) + shift, log_scale
-        return (v - shift) * torch.exp(-log_scale), -log_scale  # z = (x - mu) e^-alpha
+        return (v - shift) * torch.exp(-log_scale), -log_scale  # (x - mu) e^-alpha
 
     def extra_repr(self):
         return super().extra_repr() + f", clamp={self.clamp}"

@@ -62,7 +62,7 @@ class InvertibleConv1x1(Bijection):
 
     def forward(self, z, context=None):
         self.check_input(z, "z")
-        x = torch.einsum("ij,njhw->nihw", self.weight(), z)   # x[:, :, h, w] = W z[:, :, h, w]
+        x = torch.einsum("ij,njhw->nihw", self.weight(), z)  # W z at each pixel
         return x, self.logabsdet(*z.shape[2:]).expand(z.shape[0])
 
     def inverse(self, x, context=None):
@@ -144,7 +144,7 @@ class ConvAffineCoupling(Bijection):
 
     def forward(self, z, context=None):
         self.check_input(z, "z")
-        shift, log_scale = self.shift_and_log_scale(z * self.mask, context)  # 0 on A
+        shift, log_scale = self.shift_and_log_scale(z * self.mask, context)
         return z * torch.exp(log_scale) + shift, log_scale.sum((1, 2, 3))
 
     def inverse(self, x, context=None):

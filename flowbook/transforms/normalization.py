@@ -78,8 +78,7 @@ class ActNorm(Bijection):
     def initialize(self, x: torch.Tensor) -> None:
         """Set shift and log-scale from a data batch ``x`` (statistics over ``dims``)."""
         if x.shape[0] < 2:
-            raise ValueError(f"ActNorm needs a batch of at least 2 rows to initialize, "
-                             f"got {x.shape[0]}")
+            raise ValueError(f"ActNorm needs at least 2 rows to initialize, got {len(x)}")
         self.shift.copy_(x.mean(self.dims))
         self.log_scale.copy_((x.std(self.dims) + self.eps).log())
         self.initialized.fill_(True)

@@ -278,7 +278,9 @@ class SplineAutoregressive(Autoregressive):
 
     def law(self, v, u, context=None, inverse: bool = False):
         """The spline with parameters from u: v = z gives x, v = x gives z (``inverse``)."""
-        return rational_quadratic_spline(v, *self.spline_parameters(u, context), self.bound, inverse)
+        widths, heights, derivatives = self.spline_parameters(u, context)
+        return rational_quadratic_spline(v, widths, heights, derivatives,
+                                         self.bound, inverse)
 
     def extra_repr(self):
         return super().extra_repr() + f", bins={self.bins}, bound={self.bound}"
