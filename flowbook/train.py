@@ -41,10 +41,12 @@ def fit(model, data, *, steps: int | None = None, epochs: int | None = None, bat
             a ``flowbook.data.Density2D`` (a fresh sample every step: unlimited data); a
             ``torch.utils.data.Dataset``; or a ``DataLoader``, whose batches are used as given
             (``x``, ``(x,)`` or ``(x, context)`` for a conditional model). See ``flowbook.batches``.
-        steps, epochs: the length of training, in optimizer steps or in passes over the data
-            (one of them; neither: 1000 steps).
+        steps: the length of training in optimizer steps (give ``steps`` or ``epochs``;
+            neither: 1000 steps).
+        epochs: the length of training in passes over the data, instead of ``steps``.
         batch_size: rows per step (default 256; a DataLoader has its own).
-        lr, weight_decay: Adam's learning rate (> 0) and weight decay (>= 0).
+        lr: Adam's learning rate (> 0).
+        weight_decay: Adam's weight decay (>= 0).
         clip_grad: clip the gradient norm to this positive number (``None`` to disable; 0 or a
             negative value is refused: it would stop or reverse every update).
         threads: PyTorch intra-op threads during training, restored afterwards. ``None``: one
@@ -56,7 +58,8 @@ def fit(model, data, *, steps: int | None = None, epochs: int | None = None, bat
             parameters with the best validation loss are restored at the end.
         patience: stop after this many evaluations without improvement (``None``: never; needs ``val_data``).
         generator: the ``torch.Generator`` of the shuffles (or of a ``Density2D``'s samples).
-        context, val_context: per-row conditioning tensors for conditional models.
+        context: per-row conditioning tensor of ``data``, for a conditional model.
+        val_context: per-row conditioning tensor of ``val_data``.
         transform_batch: optional function applied to each training batch (e.g. dequantization).
             ``val_data`` is used as given, so dequantize it once beforehand.
 
