@@ -34,6 +34,12 @@ CLIP_GRAD = 10.0  # the default gradient-norm clip of fit, fit_reverse_kl and fi
 SINGLE_THREAD_BELOW = 1_000_000
 
 
+def tail_mean(values: list, k: int = 50) -> float:
+    """The mean of the last ``k`` values (NaN for none): a per-step curve's level, less noisy than its last value."""
+    tail = values[-k:]
+    return sum(tail) / len(tail) if tail else math.nan
+
+
 @dataclass(repr=False)
 class History:
     """What a training run recorded: the loss of every step, validation losses, the step kept, the time.
@@ -69,8 +75,7 @@ class History:
     @property
     def final_train(self) -> float:
         """Mean training loss over the last 50 steps (less noisy than the last one)."""
-        tail = self.train_loss[-50:]
-        return sum(tail) / len(tail) if tail else math.nan
+        return tail_mean(self.train_loss)
 
     def summary(self) -> list[str]:
         """The parts of the one-line ``repr``."""

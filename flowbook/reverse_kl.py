@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import torch
 
-from .engine import CLIP_GRAD, History, check_optimizer, check_schedule, optimize
+from .engine import CLIP_GRAD, History, check_optimizer, check_schedule, optimize, tail_mean
 from .validation import check_count, check_tensor, model_dtype
 
 __all__ = ["fit_reverse_kl", "evaluate_elbo", "ReverseKLHistory", "ELBOEstimate"]
@@ -36,8 +36,7 @@ class ReverseKLHistory(History):
     @property
     def final_elbo(self) -> float:
         """Mean ELBO over the last 50 steps (a noisy lower bound on log Z; see ``evaluate_elbo``)."""
-        tail = self.elbo[-50:]
-        return sum(tail) / len(tail) if tail else math.nan
+        return tail_mean(self.elbo)
 
     def summary(self) -> list[str]:
         return [f"steps={self.steps}", f"final_elbo={self.final_elbo:.3f}"]
