@@ -12,7 +12,7 @@ Layout, by layer (each line below is one group of the imports that follow):
   ``integrators`` (fixed-step ODE solvers);
 * flows: ``flows`` (ready-made flows), ``dequantization`` (flows as models of discrete data);
 * training: ``engine`` (the loop, ``History``), ``batches`` (data as users hold it), ``train``
-  (maximum likelihood), ``reverse_kl``, ``flow_matching``;
+  (maximum likelihood), ``reverse_kl``, ``flow_matching``, ``diffusion`` (Gaussian paths, exact scores);
 * data: ``data`` (2-D densities, digits), ``targets`` (unnormalized 2-D targets), ``plot``;
 * latent and energy models: ``latent`` (VAEs), ``energy`` (Boltzmann machines);
 * runtime and checks: ``runtime`` (device, seed, threads), ``validation`` (entry-point checks);
@@ -24,7 +24,7 @@ Example:
     >>> flow.log_prob(torch.randn(4, 2)).shape
     torch.Size([4])
 """
-from . import data, dequantization, energy, latent, nn, runtime, targets, teaching, transforms, validation
+from . import data, dequantization, diffusion, energy, latent, nn, runtime, targets, teaching, transforms, validation
 # core
 from .core import Bijection, Compose, Inverse
 from .distributions import BoxUniform, MixtureBase, StandardNormal, gaussian_log_prob
@@ -46,6 +46,7 @@ from .nn import MADE, MaskedLinear, VectorField, mlp
 from .dequantization import DequantizedFlow, VariationalDequantizer
 from .flows import IAF, MAF, NICE, NSF, Glow, MultiscaleRealNVP, NSFCoupling, RealNVP
 # training
+from .diffusion import MixturePathField
 from .flow_matching import (cfm_loss, energy_distance, fit_flow_matching, ot_pairing, reflow_pairs,
                             straightness)
 from .reverse_kl import ELBOEstimate, ReverseKLHistory, evaluate_elbo, fit_reverse_kl
@@ -58,13 +59,13 @@ from .latent import (VAE, AggregatedPosterior, BernoulliDecoder, ELBOTerms, Gaus
 # runtime
 from .runtime import device, randomize_parameters, seed, threads
 # book tools
-from .teaching import check, source
+from .teaching import check, glue, source
 
 __version__ = "0.3.0"
 
 __all__ = [
     # modules
-    "data", "dequantization", "energy", "latent", "nn", "plot", "runtime", "targets", "teaching", "transforms",
+    "data", "dequantization", "diffusion", "energy", "latent", "nn", "plot", "runtime", "targets", "teaching", "transforms",
     "validation",
     # core
     "AutoregressiveReport", "Bijection", "BijectionReport", "BoxUniform", "Compose", "Flow", "Inverse", "MixtureBase", "StandardNormal",
@@ -83,7 +84,7 @@ __all__ = [
     "DequantizedFlow", "Glow", "IAF", "MAF", "MultiscaleRealNVP", "NICE", "NSF", "NSFCoupling", "RealNVP",
     "VariationalDequantizer",
     # training
-    "ELBOEstimate", "History", "ReverseKLHistory", "cfm_loss", "energy_distance", "evaluate_elbo",
+    "ELBOEstimate", "History", "MixturePathField", "ReverseKLHistory", "cfm_loss", "energy_distance", "evaluate_elbo",
     "evaluate_nll", "fit", "fit_flow_matching", "fit_reverse_kl", "optimize", "ot_pairing", "reflow_pairs",
     "straightness",
     # latent and energy models
@@ -92,7 +93,7 @@ __all__ = [
     # runtime
     "device", "randomize_parameters", "seed", "threads",
     # book tools
-    "check", "source",
+    "check", "glue", "source",
     "__version__",
 ]
 

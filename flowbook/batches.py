@@ -48,6 +48,8 @@ def check_data(x, name: str, shape: tuple | None, dtype) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         raise TypeError(f"{name} is a NumPy array; convert it with torch.as_tensor({name}) "
                         f"(torch.as_tensor({name}, dtype=torch.float32) for a float32 model)")
+    if isinstance(x, torch.Tensor) and x.dim() >= 1 and len(x) == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); expected at least one row")
     if shape is False and isinstance(x, torch.Tensor) and x.dim() >= 1:
         x = check_tensor(x.reshape(len(x), -1), name, None, dtype).reshape(x.shape)
     elif shape and len(shape) > 1 and isinstance(x, torch.Tensor):
@@ -80,6 +82,21 @@ def passes(loader) -> int:
                         "pass steps= instead") from None
 
 
+def _size(data):
+    """The length of a Dataset or DataLoader, ``None`` when it has none (an IterableDataset)."""
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def _tensors(data: TensorDataset, name: str):
+    """``(x, context)`` of a TensorDataset of one or two tensors (``ValueError`` for more)."""
+    if len(data.tensors) not in (1, 2):
+        raise ValueError(f"{name} is a TensorDataset of {len(data.tensors)} tensors; expected (x,) or (x, context)")
+    return data.tensors[0], (data.tensors[1] if len(data.tensors) == 2 else None)
+
+
 def _tensor_batches(x, context, batch_size, generator, transform):
     while True:
         for idx in torch.randperm(len(x), generator=generator).to(x.device).split(batch_size):
@@ -93,8 +110,9 @@ def _density_batches(density, batch_size, generator, device, dtype, transform):
         yield batch if transform is None else transform(batch), None
 
 
-def _loader_batches(loader, shape, dtype, device, transform):
+def _loader_batches(loader, shape, dtype, device, transform, name="data"):
     while True:
+        i = -1
         for i, batch in enumerate(loader):
             if isinstance(batch, (tuple, list)) and len(batch) in (1, 2):
                 x, context = batch[0], (batch[1] if len(batch) == 2 else None)
@@ -102,13 +120,16 @@ def _loader_batches(loader, shape, dtype, device, transform):
                 x, context = batch, None
             else:
                 size = f" of length {len(batch)}" if hasattr(batch, "__len__") else ""
+                fix = " (let the Dataset return x or (x, context), not a dict)" if isinstance(batch, dict) else ""
                 raise TypeError("a DataLoader batch must be a tensor x, or a tuple (x,) or (x, context); "
-                                f"got {type(batch).__name__}{size}")
-            name = f"data (batch {i} of the DataLoader)"
-            x = check_data(x, name, shape, dtype).to(device)
+                                f"got {type(batch).__name__}{size}{fix}")
+            where = f"{name} (batch {i} of the DataLoader)"
+            x = check_data(x, where, shape, dtype).to(device)
             if context is not None:
-                context = _check_context(context, f"the context of {name}", len(x), name, dtype).to(device)
+                context = _check_context(context, f"the context of {where}", len(x), where, dtype).to(device)
             yield x if transform is None else transform(x), context
+        if i < 0:
+            raise ValueError(f"{name} is empty: its DataLoader gave no batch; expected at least one")
 
 
 def batch_stream(data, shape, dtype, device, *, steps, epochs, batch_size, default_batch_size: int = 256,
@@ -119,6 +140,12 @@ def batch_stream(data, shape, dtype, device, *, steps, epochs, batch_size, defau
     ``batch_size`` ``None`` means ``default_batch_size`` (a DataLoader refuses one: it has its own).
     """
     shape = False if transform is not None else shape   # the model checks what transform returns
+    if transform is not None and not callable(transform):
+        raise TypeError(f"transform_batch must be a function of a batch, got {type(transform).__name__}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if isinstance(data, (Dataset, DataLoader)) and _size(data) == 0:
+        raise ValueError(f"{name} is empty ({type(data).__name__} of length 0); expected at least one row")
     if isinstance(data, DataLoader):
         for arg, value, fix in (("batch_size", batch_size, "DataLoader(..., batch_size=...)"),
                                 ("generator", generator, "DataLoader(..., generator=...)"),
@@ -127,7 +154,7 @@ def batch_stream(data, shape, dtype, device, *, steps, epochs, batch_size, defau
                 raise ValueError(f"{arg}= does not apply to a DataLoader, whose batches are used as given; "
                                  f"use {fix}")
         steps = steps if epochs is None else epochs * passes(data)
-        return _loader_batches(data, shape, dtype, device, transform), steps
+        return _loader_batches(data, shape, dtype, device, transform, name), steps
     batch_size = check_count(default_batch_size if batch_size is None else batch_size, "batch_size", 1)
     if isinstance(data, Density2D):
         if epochs is not None:
@@ -138,14 +165,14 @@ def batch_stream(data, shape, dtype, device, *, steps, epochs, batch_size, defau
         if shape not in (None, False, (2,)):
             raise ValueError(f"{name} is a 2-D density but the model's examples have shape {shape}")
         return _density_batches(data, batch_size, generator, device, dtype, transform), steps
-    if isinstance(data, TensorDataset) and len(data.tensors) in (1, 2) and context is None:
-        data, context = data.tensors[0], (data.tensors[1] if len(data.tensors) == 2 else None)
+    if isinstance(data, TensorDataset) and context is None:
+        data, context = _tensors(data, name)
     elif isinstance(data, Dataset):
         if context is not None:
             raise ValueError(f"{context_name}= does not apply to a Dataset; let its items be (x, context) pairs")
         loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=generator)
         steps = steps if epochs is None else epochs * passes(loader)
-        return _loader_batches(loader, shape, dtype, device, transform), steps
+        return _loader_batches(loader, shape, dtype, device, transform, name), steps
     if not isinstance(data, (torch.Tensor, np.ndarray)):
         fix = f"; for a list use torch.as_tensor({name})" if isinstance(data, (list, tuple)) else ""
         raise TypeError(f"{name} must be {WHAT}, got {type(data).__name__}{fix}")
@@ -158,13 +185,16 @@ def batch_stream(data, shape, dtype, device, *, steps, epochs, batch_size, defau
 
 def data_batches(data, shape, dtype, device, batch_size: int, context=None, name: str = "x"):
     """One pass over ``data`` (tensor, Dataset or DataLoader), in order: checked ``(x, context)`` batches."""
+    batch_size = check_count(batch_size, "batch_size", 1)
+    if isinstance(data, (Dataset, DataLoader)) and _size(data) == 0:
+        raise ValueError(f"{name} is empty ({type(data).__name__} of length 0); expected at least one row")
     if isinstance(data, Dataset) and not isinstance(data, TensorDataset):
         data = DataLoader(data, batch_size=batch_size)
     if isinstance(data, DataLoader):
-        stream = _loader_batches(data, shape, dtype, device, None)
+        stream = _loader_batches(data, shape, dtype, device, None, name)
         return (next(stream) for _ in range(passes(data)))
-    if isinstance(data, TensorDataset) and len(data.tensors) in (1, 2):
-        data, context = data.tensors[0], (data.tensors[1] if len(data.tensors) == 2 else None)
+    if isinstance(data, TensorDataset):
+        data, context = _tensors(data, name)
     data = check_data(data, name, shape, dtype).to(device)
     if context is not None:
         context = _check_context(context, "context", len(data), name, dtype).to(device)

@@ -144,6 +144,14 @@ def checked_pair(out, n, owner, index, method):
     return out
 
 
+def _rows(v, name: str) -> int:
+    """The batch size of the tensor ``v`` (``TypeError`` naming ``name`` for anything else)."""
+    if not isinstance(v, torch.Tensor) or v.dim() == 0:
+        raise TypeError(f"{name} must be a (batch, ...) torch.Tensor, got "
+                        f"{'a 0-d tensor' if isinstance(v, torch.Tensor) else type(v).__name__}")
+    return v.shape[0]
+
+
 def _where(owner, index, method):
     if index is None:
         return f"{type(owner).__name__}.{method}()"
@@ -222,7 +230,7 @@ class Compose(Bijection):
         self.features = sizes.pop() if sizes else None
 
     def forward(self, z, context=None):
-        n = z.shape[0]
+        n = _rows(z, "z")
         total = z.new_zeros(n)
         for i, layer in enumerate(self.layers):
             z, logabsdet = checked_pair(layer(z, context), n, self, i, "forward")
@@ -230,7 +238,7 @@ class Compose(Bijection):
         return z, total
 
     def inverse(self, x, context=None):
-        n = x.shape[0]
+        n = _rows(x, "x")
         total = x.new_zeros(n)
         for i, layer in reversed(list(enumerate(self.layers))):
             x, logabsdet = checked_pair(layer.inverse(x, context), n, self, i, "inverse")

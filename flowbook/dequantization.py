@@ -36,7 +36,7 @@ from .core import Compose, check_event
 from .flows import alternating_orders
 from .transforms.autoregressive import MaskedAffineAutoregressive
 from .transforms.elementwise import Logit
-from .validation import check_context, check_count, check_dim, check_features, model_dtype
+from .validation import check_context, check_count, check_dim, check_features, check_levels, model_dtype
 
 __all__ = ["VariationalDequantizer", "DequantizedFlow"]
 
@@ -68,18 +68,17 @@ class VariationalDequantizer(nn.Module):
     def __init__(self, features: int, levels: int, n_layers: int = 2, hidden: int = 64, depth: int = 2):
         super().__init__()
         self.features = d = check_dim(features)
-        self.levels = check_dim(levels, "levels")
-        if self.levels < 2:
-            raise ValueError(f"levels must be at least 2, got {levels}")
+        self.levels = check_count(levels, "levels", 2)
         self.transform = Compose(*[MaskedAffineAutoregressive(d, hidden, depth, context_features=d, mode="iaf",
                                                               degrees=order)
                                    for order in alternating_orders(d, n_layers)], Logit(d, alpha=0.0))
 
     def forward(self, x):
-        """Draw one ``u ~ q(u | x)`` per row of ``x``; return ``(u, log q(u | x))``."""
+        """Draw one ``u ~ q(u | x)`` per row of ``x`` (integers 0..K-1, any real dtype); return ``(u, log q(u | x))``."""
         check_features(x, self.features, "x")
-        s = torch.rand(x.shape, dtype=x.dtype, device=x.device).clamp(1e-6, 1 - 1e-6)
-        eps = torch.log(s) - torch.log1p(-s)                                  # standard logistic
+        x = check_levels(x, self.levels, "x", model_dtype(self))
+        s = torch.rand_like(x).clamp(1e-6, 1 - 1e-6)
+        eps = torch.log(s) - torch.log1p(-s)                  # standard logistic
         log_base = (F.logsigmoid(eps) + F.logsigmoid(-eps)).sum(1)
         u, logabsdet = self.transform(eps, 2 * x / (self.levels - 1) - 1)
         return u, log_base - logabsdet
@@ -122,8 +121,12 @@ class DequantizedFlow(nn.Module):
 
     def __init__(self, flow: nn.Module, levels: int, dequantizer: VariationalDequantizer | None = None):
         super().__init__()
+        if not (isinstance(flow, nn.Module) and hasattr(flow, "log_prob") and hasattr(flow, "sample")):
+            raise TypeError(f"flow must be a flowbook.Flow on the unit cube (log_prob, sample), got {type(flow).__name__}")
+        if dequantizer is not None and not isinstance(dequantizer, VariationalDequantizer):
+            raise TypeError(f"dequantizer must be None (uniform) or a VariationalDequantizer, got {type(dequantizer).__name__}")
         self.flow, self.dequantizer = flow, dequantizer
-        self.features, self.levels = flow.features, check_dim(levels, "levels")
+        self.features, self.levels = flow.features, check_count(levels, "levels", 2)
         self.event_shape = tuple(getattr(flow, "event_shape", (self.features,)))
         if dequantizer is not None and (dequantizer.features, dequantizer.levels) != (self.features, self.levels):
             raise ValueError(f"the dequantizer is for {dequantizer.features} features and {dequantizer.levels} "
@@ -131,6 +134,8 @@ class DequantizedFlow(nn.Module):
 
     def noise(self, x):
         """``(u, log q(u | x))``: one draw per example, uniform (log q = 0) or from the dequantizer."""
+        if not x.is_floating_point():          # integers: u in the flow's dtype
+            x = x.to(model_dtype(self) or torch.get_default_dtype())
         if self.dequantizer is None:
             return torch.rand_like(x), x.new_zeros(x.shape[0])
         u, log_q = self.dequantizer(x.flatten(1))
@@ -141,14 +146,18 @@ class DequantizedFlow(nn.Module):
         return self.flow.log_prob(v / self.levels) - self.features * math.log(self.levels)
 
     def log_prob(self, x, context=None):
-        """One-sample estimate of the lower bound on log P(x), per example (what ``fit`` maximizes)."""
+        """One-sample estimate of the lower bound on log P(x), per example (what ``fit`` maximizes).
+
+        ``x`` must hold the integers 0..K-1 (any real dtype, converted to the flow's):
+        ``ValueError`` naming ``levels`` for a fraction (e.g. data already scaled to [0, 1]), a value
+        out of range, NaN or infinity (``flowbook.validation.check_levels``, one reduction).
+        """
         check_context(context, 0, "DequantizedFlow", "log_prob")
         if len(self.event_shape) == 1:
             check_features(x, self.features, "x")
         else:
             check_event(x, self.event_shape, "x")
-        if not x.is_floating_point():          # integers: in the flow's dtype
-            x = x.to(model_dtype(self) or torch.get_default_dtype())
+        x = check_levels(x, self.levels, "x", model_dtype(self) or torch.get_default_dtype())
         u, log_q = self.noise(x)
         return self.log_density(x + u) - log_q
 

@@ -77,7 +77,11 @@ class BoxUniform(nn.Module):
 
     def __init__(self, low, high):
         super().__init__()
-        low, high = torch.as_tensor(low, dtype=torch.get_default_dtype()), torch.as_tensor(high, dtype=torch.get_default_dtype())
+        try:
+            low, high = (torch.as_tensor(v, dtype=torch.get_default_dtype()) for v in (low, high))
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"low and high must be sequences of numbers (the box's corners), got {type(low).__name__} "
+                            f"and {type(high).__name__}") from None
         if low.dim() != 1 or low.shape != high.shape:
             raise ValueError(f"low and high must be 1-D and of the same length, got {tuple(low.shape)} and {tuple(high.shape)}")
         if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
@@ -121,7 +125,34 @@ def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
         >>> round(flowbook.gaussian_log_prob(zero, zero, zero).item(), 4)   # -log(2 pi)
         -1.8379
     """
-    return -0.5 * (((z - mean) * torch.exp(-log_std)) ** 2 + 2 * log_std + _LOG_2PI).sum(-1)
+    for name, v in (("z", z), ("mean", mean), ("log_std", log_std)):
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(v).__name__}")
+    try:
+        return -0.5 * (((z - mean) * torch.exp(-log_std)) ** 2 + 2 * log_std + _LOG_2PI).sum(-1)
+    except RuntimeError as error:
+        if "must match" not in str(error):
+            raise
+        raise ValueError(f"z, mean and log_std must broadcast against each other, got shapes {tuple(z.shape)}, "
+                         f"{tuple(mean.shape)} and {tuple(log_std.shape)}") from None
+
+
+def _mixture(means, log_std, logits, z=None) -> int:
+    """The number of components k of a mixture's ``(k, D)`` means, after checking the other shapes (Python only)."""
+    for name, v in (("means", means), ("log_std", log_std), ("logits", logits), ("z", z)):
+        if v is not None and not (isinstance(v, torch.Tensor) and (v.is_floating_point() or name == "z")):
+            raise TypeError(f"{name} must be a floating-point torch.Tensor, got "
+                            f"{f'dtype {v.dtype}' if isinstance(v, torch.Tensor) else type(v).__name__}")
+    if means.dim() != 2 or len(means) == 0:
+        raise ValueError(f"means must have shape (k, features) with k >= 1 components, got {tuple(means.shape)}")
+    k, d = means.shape
+    if log_std.dim() > 2 or any(a not in (1, b) for a, b in zip(reversed(log_std.shape), (d, k))):
+        raise ValueError(f"log_std must have shape ({k}, {d}) like means (or ({d},), shared), got {tuple(log_std.shape)}")
+    if logits is not None and logits.shape != (k,):
+        raise ValueError(f"logits must have shape ({k},), one per component of means, got {tuple(logits.shape)}")
+    if z is not None and (z.dim() == 0 or z.shape[-1] != d):
+        raise ValueError(f"z must have shape (batch, {d}) like the rows of means, got {tuple(z.shape)}")
+    return k
 
 
 def mixture_log_prob(z: torch.Tensor, means: torch.Tensor,
@@ -132,7 +163,8 @@ def mixture_log_prob(z: torch.Tensor, means: torch.Tensor,
               \pi &= \mathrm{softmax}(\text{logits})
 
     with ``means`` and ``log_std`` of shape ``(k, D)``; ``logits=None`` gives equal weights
-    :math:`\pi_j = 1/k` (an aggregated posterior, a VampPrior).
+    :math:`\pi_j = 1/k` (an aggregated posterior, a VampPrior). ``log_std`` may be ``(D,)``
+    (shared); ``logits`` must be ``(k,)``; other shapes raise ``ValueError`` naming the argument.
 
     Example:
         >>> import torch, flowbook
@@ -142,8 +174,9 @@ def mixture_log_prob(z: torch.Tensor, means: torch.Tensor,
         >>> torch.allclose(log_p, flowbook.StandardNormal(2).log_prob(z))
         True
     """
+    k = _mixture(means, log_std, logits, z)
     if logits is None:
-        log_weights = -math.log(len(means))         # equal weights 1/k
+        log_weights = -math.log(k)                  # equal weights 1/k
     else:
         log_weights = torch.log_softmax(logits, -1)
     components = gaussian_log_prob(z.unsqueeze(-2), means, log_std)  # (n, k)
@@ -164,14 +197,17 @@ def mixture_rsample(n: int, means: torch.Tensor, log_std: torch.Tensor,
         >>> flowbook.distributions.mixture_rsample(5, means, log_std).shape
         torch.Size([5, 2])
     """
-    n = check_count(n, "n")
+    n, k = check_count(n, "n"), _mixture(means, log_std, logits)
     if logits is None:
-        j = torch.randint(len(means), (n,), device=means.device)
+        j = torch.randint(k, (n,), device=means.device)
     elif n:
-        j = torch.multinomial(torch.softmax(logits.detach(), -1), n, replacement=True)
+        try:
+            j = torch.multinomial(torch.softmax(logits.detach(), -1), n, replacement=True)
+        except RuntimeError:
+            raise ValueError(f"logits must be finite with at least one > -inf, got {logits.tolist()}") from None
     else:  # multinomial refuses n = 0
         j = torch.zeros(0, dtype=torch.long, device=means.device)
-    return means[j] + torch.exp(log_std[j]) * torch.randn(n, means.shape[-1], device=means.device,
+    return means[j] + torch.exp(log_std.expand_as(means)[j]) * torch.randn(n, means.shape[-1], device=means.device,
                                                            dtype=means.dtype)
 
 

@@ -221,7 +221,7 @@ def optimize(model, loss, batches, steps: int, *, params=None, lr: float = 1e-3,
         diagnose: optional ``diagnose(batch)`` naming, in words, where a non-finite loss came
             from (checked after the parameters); ``hint`` is said when nothing is found.
 
-    The arguments are expected checked (see ``fit``). One ``.item()`` per step.
+    The counts and the optimizer's numbers are checked as ``fit`` checks them. One ``.item()`` per step.
 
     Example:
         >>> import itertools, torch, flowbook
@@ -232,11 +232,16 @@ def optimize(model, loss, batches, steps: int, *, params=None, lr: float = 1e-3,
         >>> torch.allclose(w, target, atol=1e-2), hist.steps
         (True, 300)
     """
+    steps, eval_every = check_count(steps, "steps"), check_count(eval_every, "eval_every", 1)  # 0 steps: none
+    patience = None if patience is None else check_count(patience, "patience", 1)
+    lr, weight_decay, clip_grad = check_optimizer(lr, weight_decay, clip_grad)
+    if model is None and (params is None or validate is not None):
+        raise ValueError("model=None needs params= (the tensors to optimize) and no validate= (it keeps a model's state)")
     only = None if params is None else list(params)  # free tensors: their gradients and no others
     params = [p for p in model.parameters() if p.requires_grad] if params is None else only
     if not params:
         raise ValueError("the model has no trainable parameters (all frozen?); nothing to optimize")
-    opt = adam(params, lr, weight_decay)
+    opt, batches = adam(params, lr, weight_decay), iter(batches)
     hist = History() if history is None else history
     best_state, bad_evals = None, 0
     with use_threads(default_threads(params) if threads is None else threads):
@@ -245,10 +250,16 @@ def optimize(model, loss, batches, steps: int, *, params=None, lr: float = 1e-3,
         start = time.perf_counter()
         bar = progress_bar(range(1, steps + 1), progress, desc)
         for step in bar:
-            batch = next(batches)
+            try:
+                batch = next(batches)
+            except StopIteration:
+                raise ValueError(f"batches ran out after {step - 1} batches; expected at least steps={steps}") from None
             out = loss(batch)
             value, extras = out if isinstance(out, tuple) else (out, None)
-            train_loss = value.item()
+            try:
+                train_loss = value.item()
+            except (AttributeError, RuntimeError):
+                raise TypeError(f"loss(batch) must return a scalar tensor (or (loss, extras)), got {value!r:.80}") from None
             if not math.isfinite(train_loss):
                 raise FloatingPointError(_divergence(train_loss, step, model, params, batch, diagnose, hint))
             opt.zero_grad(set_to_none=True)
@@ -259,9 +270,13 @@ def optimize(model, loss, batches, steps: int, *, params=None, lr: float = 1e-3,
             hist.train_loss.append(train_loss)
             if extras:
                 for name, v in extras.items():
+                    if not isinstance(getattr(hist, name, None), list):
+                        raise ValueError(f"loss returned the extra {name!r}, but {type(hist).__name__} has no list {name!r}")
                     getattr(hist, name).append(v.item() if isinstance(v, torch.Tensor) else float(v))
             if validate is not None and (step % eval_every == 0 or step == steps):
                 val = validate()
+                if math.isnan(val):
+                    raise FloatingPointError(f"the validation loss is NaN after step {step}")
                 hist.val_step.append(step)
                 hist.val_loss.append(val)
                 if val < hist.best_val:

@@ -29,19 +29,20 @@ fixed-step solvers of ``flowbook.integrators`` (``euler``, ``rk4``).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from scipy.optimize import linear_sum_assignment
 
 from .batches import batch_stream, check_data, model_shape
 from .engine import CLIP_GRAD, History, check_optimizer, check_schedule, optimize
 from .integrators import euler, rk4
-from .validation import check_count, model_dtype
+from .validation import check_count, check_tensor, model_dtype
 
 __all__ = ["cfm_loss", "ot_pairing", "straightness", "reflow_pairs", "fit_flow_matching", "energy_distance"]
 
 
-def cfm_loss(field, z: torch.Tensor, x: torch.Tensor,
-             t: torch.Tensor | None = None) -> torch.Tensor:
+def cfm_loss(field, z: torch.Tensor, x: torch.Tensor, t=None) -> torch.Tensor:
     r"""Conditional flow-matching loss with straight paths: mean of :math:`\lVert v(t, x_t) - (x - z)\rVert^2`.
 
     The point at time :math:`t` on the line from the noise point to the data point is
@@ -53,6 +54,8 @@ def cfm_loss(field, z: torch.Tensor, x: torch.Tensor,
         x: ``(n, D)`` data points (:math:`t = 1`), paired row by row with ``z``.
         t: ``(n,)`` times; uniform on [0, 1] when not given.
 
+    ``z``, ``x`` and the field's output have one shape (nothing is broadcast) and ``z``, ``x`` one dtype.
+
     Example:
         >>> import torch, flowbook
         >>> z, x = torch.randn(8, 2), torch.randn(8, 2)
@@ -60,10 +63,13 @@ def cfm_loss(field, z: torch.Tensor, x: torch.Tensor,
         >>> flowbook.cfm_loss(exact, z, x).item()
         0.0
     """
+    check_pairs(z, x, "cfm_loss", t)
     if t is None:
         t = torch.rand(z.shape[0], dtype=z.dtype, device=z.device)
     x_t = (1 - t[:, None]) * z + t[:, None] * x
-    return (field(t, x_t) - (x - z)).pow(2).sum(1).mean()
+    v = field(t, x_t)
+    check_velocity(v, x_t)
+    return (v - (x - z)).pow(2).sum(1).mean()
 
 
 def ot_pairing(z: torch.Tensor, x: torch.Tensor):
@@ -71,7 +77,7 @@ def ot_pairing(z: torch.Tensor, x: torch.Tensor):
 
     An exact optimal-transport plan between two equal-size batches with equal weights is a
     permutation; ``scipy.optimize.linear_sum_assignment`` finds it in :math:`O(n^3)` (on the CPU;
-    the pairs are returned on the inputs' device).
+    the pairs are returned on the inputs' device). Equal row counts only: a rectangular one would drop points.
 
     Example:
         >>> import torch, flowbook
@@ -80,6 +86,7 @@ def ot_pairing(z: torch.Tensor, x: torch.Tensor):
         tensor([[ 1.,  0.],
                 [11.,  0.]])
     """
+    check_pairs(z, x, "ot_pairing", finite=True)
     cost = torch.cdist(z, x).pow(2)
     rows, cols = linear_sum_assignment(cost.detach().cpu().numpy())
     rows, cols = torch.as_tensor(rows), torch.as_tensor(cols)
@@ -92,7 +99,7 @@ def straightness(field, z: torch.Tensor, solver_steps: int = 100) -> float:
 
     :math:`\phi_t(z)` is the Euler path of the field's ODE from the noise points ``z``. Zero exactly
     when every trajectory moves at constant velocity (a straight line, travelled uniformly); the
-    integral is the average over the ``solver_steps`` Euler steps.
+    integral is the average over the ``solver_steps`` Euler steps (``z``: at least one finite row).
 
     Example:
         >>> import torch, flowbook
@@ -102,9 +109,14 @@ def straightness(field, z: torch.Tensor, solver_steps: int = 100) -> float:
         >>> flowbook.straightness(lambda t, x: 2 * t * torch.ones_like(x), z) > 0.6  # speeds up
         True
     """
+    if not len(check_tensor(z, "z")):
+        raise ValueError("straightness needs at least one noise point z, got 0 rows")
     path = euler(field, z, solver_steps=solver_steps, trajectory=True)
     velocities = (path[1:] - path[:-1]) * solver_steps            # v(t_k, phi_k), one per step
-    return (velocities - (path[-1] - path[0])).pow(2).sum(-1).mean().item()
+    s = (velocities - (path[-1] - path[0])).pow(2).sum(-1).mean().item()
+    if not math.isfinite(s):
+        raise field_failed("straightness")
+    return s
 
 
 @torch.no_grad()
@@ -113,6 +125,7 @@ def reflow_pairs(field, z: torch.Tensor, solver_steps: int = 20):
 
     The ODE is solved with ``solver_steps`` RK4 steps. Training a new field on these pairs
     (``fit_flow_matching(field, pairs)``) keeps the same end distribution with straighter paths.
+    ``z`` must be finite; an end point that is not raises ``FloatingPointError`` naming the field.
 
     Example:
         >>> import torch, flowbook
@@ -120,7 +133,10 @@ def reflow_pairs(field, z: torch.Tensor, solver_steps: int = 20):
         >>> round(x[0, 0].item(), 6)                 # z' = -z: z(1) = exp(-1)
         0.367879
     """
-    return z, rk4(field, z, 0.0, 1.0, solver_steps=solver_steps)
+    x = rk4(field, check_tensor(z, "z"), 0.0, 1.0, solver_steps=solver_steps)
+    if not torch.isfinite(x).all():
+        raise field_failed("reflow_pairs")
+    return z, x
 
 
 @torch.no_grad()
@@ -130,7 +146,8 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
 
     Zero iff the two distributions are equal (Székely and Rizzo); it needs samples only, so it scores
     samplers that have no density, such as a few Euler steps. The within-sample means exclude the
-    zero diagonal (unbiased U-statistics).
+    zero diagonal (unbiased U-statistics), so each sample needs at least 2 rows. ``x`` and ``y`` are
+    ``(n, features)`` and ``(m, features)`` finite tensors; their dtypes are promoted to a common one.
 
     Example:
         >>> import torch, flowbook
@@ -140,6 +157,7 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
         >>> abs(same) < 0.01 < shifted
         True
     """
+    x, y = check_samples(x, y)
     within = lambda a: torch.cdist(a, a).sum().item() / (len(a) * (len(a) - 1))
     return 2 * torch.cdist(x, y).mean().item() - within(x) - within(y)
 
@@ -182,9 +200,10 @@ def fit_flow_matching(field, data, *, steps: int | None = None, epochs: int | No
         patience = check_count(patience, "patience", 1)
         if val_data is None:
             raise ValueError("patience needs val_data: early stopping watches the validation loss")
-    params = [p for p in field.parameters() if p.requires_grad]
+    params = [p for p in field.parameters() if p.requires_grad] if isinstance(field, torch.nn.Module) else []
     if not params:
-        raise ValueError("the field has no trainable parameters (all frozen?); nothing to fit")
+        raise ValueError(f"field must be a torch.nn.Module with trainable parameters (e.g. flowbook.nn.VectorField); "
+                         f"this {type(field).__name__} has none (all frozen?): nothing to fit")
     dev, dtype, shape = params[0].device, model_dtype(field) or params[0].dtype, model_shape(field)
     coupled = isinstance(data, tuple)
     if coupled and len(data) != 2:
@@ -240,3 +259,38 @@ def _validation_loss(field, chunks) -> float:
     total = sum(cfm_loss(field, z, x, t).item() * len(x) for t, z, x in chunks)
     field.train()
     return total / sum(len(x) for _, _, x in chunks)
+
+
+def check_pairs(z, x, owner: str, t=None, finite: bool = False) -> None:
+    """``z`` and ``x`` are ``(n, features)`` tensors of one shape and dtype (Python-only unless ``finite``)."""
+    check_tensor(z, "z", finite=finite), check_tensor(x, "x", finite=finite)
+    if z.shape != x.shape or not len(z):
+        raise ValueError(f"{owner} pairs the rows of z and x: z has {len(z)} rows and x has {len(x)} (shapes "
+                         f"{tuple(z.shape)} and {tuple(x.shape)}); expected the same shape, at least one row")
+    if z.dtype != x.dtype:
+        raise TypeError(f"{owner}: z has dtype {z.dtype} and x has dtype {x.dtype}; convert one, e.g. z.to(x.dtype)")
+    if t is not None and (not isinstance(t, torch.Tensor) or tuple(t.shape) != (len(z),)):
+        raise ValueError(f"t must have shape ({len(z)},), a time per pair; got {tuple(getattr(t, 'shape', ())) or t!r}")
+
+
+def check_velocity(v, x_t) -> None:  # Python-only: a broadcast (n, 1) velocity would be silent
+    if getattr(v, "shape", None) != x_t.shape:
+        raise ValueError(f"the field returned {tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__} "
+                         f"for points x_t of shape {tuple(x_t.shape)}; a velocity field returns the points' shape")
+
+
+def field_failed(owner: str) -> FloatingPointError:
+    """The error for a non-finite result from finite points ``z``: the field is to blame."""
+    return FloatingPointError(f"{owner}: the field returned a non-finite value (NaN or inf) along the ODE path "
+                              "from the finite points z; check the field (its parameters, a division or log)")
+
+
+def check_samples(x, y):
+    """``energy_distance``'s inputs: finite ``(n, D)`` and ``(m, D)`` tensors, at least 2 rows each, one dtype."""
+    for name, a in (("x", x), ("y", y)):
+        if len(check_tensor(a, name)) < 2:
+            raise ValueError(f"{name} has {len(a)} row(s); the energy distance needs at least 2 points per sample")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x has {x.shape[1]} features and y has {y.shape[1]}; expected the same")
+    dtype = torch.promote_types(x.dtype, y.dtype) if x.is_floating_point() or y.is_floating_point() else None
+    return x.to(dtype or torch.get_default_dtype()), y.to(dtype or torch.get_default_dtype())

@@ -3,17 +3,16 @@ r"""Ready-made flows, each a ``flowbook.Flow`` with a standard normal base.
 The vector flows (``NICE``, ``RealNVP``, ``MultiscaleRealNVP``, ``MAF``, ``IAF``, ``NSF``,
 ``NSFCoupling``) take ``(N, features)`` batches; ``Glow`` takes ``(N, C, H, W)`` images.
 
-Every vector flow here takes ``base=`` for another base distribution with the same number of
-features, e.g. ``RealNVP(2, base=MixtureBase(2, k=8))`` for data with separated modes
-(chapter 11); the layers do not change.
+Every vector flow here takes ``base=`` for another base of as many features, e.g. ``RealNVP(2,
+base=MixtureBase(2, k=8))`` for data with separated modes (chapter 9); the layers do not change.
 
-``hidden`` is the width and ``depth`` the number of hidden layers of every conditioner, the two
-numbers other libraries expose (hidden sizes ``(hidden,) * depth``), so capacities can be
-matched: ``RealNVP(D, 8, H, 2)`` has the parameter count of a RealNVP with 8 couplings and
-conditioner hidden sizes (H, H) in nflows or zuko.
+``hidden`` is the width and ``depth`` the number of hidden layers of every conditioner (hidden sizes
+``(hidden,) * depth``, as other libraries count), so ``RealNVP(D, 8, H, 2)`` has the parameter count
+of a RealNVP with 8 couplings and conditioner hidden sizes (H, H) in nflows or zuko.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,7 +27,7 @@ from .transforms.linear import Permutation
 from .transforms.multiscale import Partial, Squeeze, unsqueeze
 from .transforms.normalization import ActNorm
 from .transforms.spline import SplineAutoregressive, SplineCoupling
-from .validation import check_dim
+from .validation import check_count, check_dim
 
 __all__ = ["NICE", "RealNVP", "MultiscaleRealNVP", "MAF", "IAF", "NSF", "NSFCoupling", "Glow", "alternating_orders"]
 
@@ -37,6 +36,15 @@ def _masks(features, n_layers):
     if check_dim(features) < 2:
         raise ValueError(f"a coupling flow needs features >= 2, got {features}")
     return [alternating_mask(features, even=(i % 2 == 0)) for i in range(check_dim(n_layers, "n_layers"))]
+
+
+def _conditioner(hidden, context_features, activation=None):
+    """``(hidden, context_features)`` of a ready-made flow, checked: hidden a positive int (or a list of them)."""
+    for h in hidden if isinstance(hidden, (list, tuple)) else (hidden,):
+        check_dim(h, "hidden")
+    if activation is not None and not callable(activation):
+        raise TypeError(f"activation must be a module class such as torch.nn.ReLU, got {type(activation).__name__}")
+    return hidden, check_count(context_features, "context_features")
 
 
 def _base(features, base):
@@ -62,6 +70,9 @@ class NICE(Flow):
 
     def __init__(self, features: int, n_layers: int = 4, hidden: int = 64, depth: int = 2, scaling: bool = True,
                  context_features: int = 0, base=None):
+        hidden, context_features = _conditioner(hidden, context_features)
+        if not isinstance(scaling, bool):
+            raise TypeError(f"scaling must be True or False, got {type(scaling).__name__} {scaling!r}")
         layers = [AdditiveCoupling(m, hidden=hidden, depth=depth, context_features=context_features)
                   for m in _masks(features, n_layers)]
         if scaling:
@@ -85,6 +96,7 @@ class RealNVP(Flow):
 
     def __init__(self, features: int, n_layers: int = 8, hidden: int = 64, depth: int = 2,
                  context_features: int = 0, clamp: float | None = 3.0, dropout: float = 0.0, base=None):
+        hidden, context_features = _conditioner(hidden, context_features)
         layers = [AffineCoupling(m, hidden=hidden, depth=depth, context_features=context_features, clamp=clamp,
                                  dropout=dropout) for m in _masks(features, n_layers)]
         super().__init__(_base(features, base), layers)
@@ -132,11 +144,21 @@ def alternating_orders(features: int, n_layers: int, degrees=None) -> list[torch
         >>> [o.tolist() for o in alternating_orders(3, 3)]
         [[1, 2, 3], [3, 2, 1], [1, 2, 3]]
     """
-    features = check_dim(features)
-    order = torch.arange(1, features + 1) if degrees is None else torch.as_tensor(degrees, dtype=torch.long)
+    order = _degrees(check_dim(features), degrees)
+    n_layers = check_dim(n_layers, "n_layers")
+    return [order if i % 2 == 0 else order.max() + 1 - order for i in range(n_layers)]
+
+
+def _degrees(features: int, degrees) -> torch.Tensor:
+    """``degrees`` (default 1..D) as a ``(features,)`` long tensor, or ``TypeError``/``ValueError``."""
+    if degrees is not None and not isinstance(degrees, (torch.Tensor, np.ndarray, list, tuple)):
+        raise TypeError(f"degrees must be {features} integers (a list or tensor), got {type(degrees).__name__}")
+    order = torch.arange(1, features + 1) if degrees is None else torch.as_tensor(degrees)
+    if order.is_floating_point() or order.is_complex() or order.dtype == torch.bool:
+        raise TypeError(f"degrees must be {features} integers (the order of the features), got dtype {order.dtype}")
     if order.shape != (features,):
         raise ValueError(f"degrees must be {features} integers, got shape {tuple(order.shape)}")
-    return [order if i % 2 == 0 else order.max() + 1 - order for i in range(check_dim(n_layers, "n_layers"))]
+    return order.long()
 
 
 class _AutoregressiveFlow(Flow):
@@ -147,6 +169,7 @@ class _AutoregressiveFlow(Flow):
     def __init__(self, features: int, n_layers: int = 5, hidden=64, depth: int = 2, context_features: int = 0,
                  degrees=None, base=None, clamp: float | None = 3.0, activation=nn.ReLU, dropout: float = 0.0):
         orders = alternating_orders(features, n_layers, degrees)
+        hidden, context_features = _conditioner(hidden, context_features, activation)
         layers = [MaskedAffineAutoregressive(features, hidden, depth, context_features, mode=self.mode,
                                              clamp=clamp, degrees=order, activation=activation, dropout=dropout)
                   for order in orders]
@@ -202,6 +225,7 @@ class NSF(Flow):
 
     def __init__(self, features: int, n_layers: int = 5, hidden: int = 64, depth: int = 2, bins: int = 8,
                  bound: float = 5.0, context_features: int = 0, base=None):
+        hidden, context_features = _conditioner(hidden, context_features)
         layers = [SplineAutoregressive(features, bins, bound, hidden, depth, context_features, degrees=order)
                   for order in alternating_orders(features, n_layers)]
         super().__init__(_base(features, base), layers)
@@ -223,6 +247,7 @@ class NSFCoupling(Flow):
 
     def __init__(self, features: int, n_layers: int = 5, hidden: int = 64, depth: int = 2, bins: int = 8,
                  bound: float = 5.0, context_features: int = 0, base=None):
+        hidden, context_features = _conditioner(hidden, context_features)
         layers = [SplineCoupling(m, bins, bound, hidden=hidden, depth=depth, context_features=context_features)
                   for m in _masks(features, n_layers)]
         super().__init__(_base(features, base), layers)

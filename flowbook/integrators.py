@@ -18,12 +18,16 @@ Both march from :math:`t_0` to :math:`t_1` in :math:`N` = ``solver_steps`` equal
 The field is called as ``field(t, z)`` with ``t`` a Python float. With ``trajectory=True`` both
 return every state :math:`z_0, \dots, z_N` stacked along a new first axis. They
 follow the caller's autograd mode: wrap a call in ``torch.no_grad()`` to sample, leave it on to
-differentiate through the steps. ``t1 < t0`` integrates backwards (the inverse map). Adaptive solvers
+differentiate through the steps. ``t1 < t0`` integrates backwards (the inverse map), ``t1 = t0`` returns
+the start. ``t0`` and ``t1`` must be finite numbers (``ValueError`` otherwise). Adaptive solvers
 and the adjoint method come from ``torchdiffeq`` (``flowbook.ODEFlow``); the two loops here are
 written out for reading, and flow matching samples with them.
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from .validation import check_count
@@ -49,7 +53,7 @@ def euler(field, z: torch.Tensor, t0: float = 0.0, t1: float = 1.0, *,
         >>> flowbook.euler(lambda t, z: z, torch.ones(1), solver_steps=2, trajectory=True).flatten()
         tensor([1.0000, 1.5000, 2.2500])
     """
-    solver_steps = check_count(solver_steps, "solver_steps", minimum=1)
+    t0, t1, solver_steps = check_solve(z, t0, t1, solver_steps)
     h, path = (t1 - t0) / solver_steps, [z]
     for k in range(solver_steps):
         z = z + h * field(t0 + k * h, z)
@@ -72,7 +76,7 @@ def rk4(field, z: torch.Tensor, t0: float = 0.0, t1: float = 1.0, *,
         >>> abs(y.item() - math.e) < 1e-5
         True
     """
-    solver_steps = check_count(solver_steps, "solver_steps", minimum=1)
+    t0, t1, solver_steps = check_solve(z, t0, t1, solver_steps)
     h, path = (t1 - t0) / solver_steps, [z]
     for k in range(solver_steps):
         t = t0 + k * h
@@ -84,3 +88,30 @@ def rk4(field, z: torch.Tensor, t0: float = 0.0, t1: float = 1.0, *,
         if trajectory:
             path.append(z)
     return torch.stack(path) if trajectory else z
+
+
+def check_times(t0, t1) -> tuple[float, float]:
+    """``(t0, t1)`` as Python floats; ``TypeError``/``ValueError`` naming the one that is not a finite number.
+
+    A time may be a Python or NumPy number or a one-element tensor (read once, with ``.item()``).
+
+    Example:
+        >>> check_times(0, 1)
+        (0.0, 1.0)
+    """
+    times = []
+    for name, t in (("t0", t0), ("t1", t1)):
+        value = t.item() if isinstance(t, torch.Tensor) and t.numel() == 1 else t
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a number (a time), got {type(t).__name__} {t!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number (a time), got {t!r}")
+        times.append(float(value))
+    return times[0], times[1]
+
+
+def check_solve(z, t0, t1, solver_steps):
+    """The entry checks of ``euler`` and ``rk4``: ``z`` a tensor, finite times, ``solver_steps`` a count >= 1."""
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(f"z must be a torch.Tensor (the state at t0), got {type(z).__name__}")
+    return (*check_times(t0, t1), check_count(solver_steps, "solver_steps", minimum=1))

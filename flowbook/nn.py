@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .validation import check_context, check_dim, check_features
+from .validation import check_context, check_count, check_dim, check_features
 
 __all__ = ["mlp", "MaskedLinear", "MADE", "hidden_degrees", "made_mask", "VectorField", "LinearField"]
 
@@ -164,8 +164,8 @@ class MADE(nn.Module):
         super().__init__()
         self.features = check_dim(features, "features")
         self.outputs_per_feature = check_dim(outputs_per_feature, "outputs_per_feature")
-        self.context_features = 0 if not context_features else check_dim(context_features, "context_features")
-        widths = (check_dim(hidden, "hidden"),) * check_dim(depth, "depth") if isinstance(hidden, int) \
+        self.context_features = check_count(context_features, "context_features")
+        widths = (check_dim(hidden, "hidden"),) * check_dim(depth, "depth") if not isinstance(hidden, (list, tuple)) \
             else tuple(check_dim(h, "hidden") for h in hidden)
         if not widths:
             raise ValueError("hidden must name at least one hidden layer")
@@ -238,16 +238,13 @@ class VectorField(nn.Module):
 
     The time is one more input of a plain ``mlp`` with a smooth activation (SiLU): an ODE flow
     differentiates the field's trace, so the field must be differentiable twice, which ReLU is not.
-    With ``zero_init`` the field starts at 0, so a fresh ``ODEFlow`` is the identity.
+    Called as ``field(t, z)`` or ``field(t, z, context)``: ``t`` a number or ``(batch,)`` (one time per row).
 
     Args:
         features: size of ``z`` (and of the output).
         hidden, depth: width and number of hidden layers.
         context_features: width of an optional conditioning input, appended to ``[z, t]``.
-        zero_init: start the last layer at zero.
-
-    Called as ``field(t, z)`` or ``field(t, z, context)``, where ``t`` is a number, a 0-d tensor, or a
-    ``(batch,)`` tensor (one time per row, as in flow matching).
+        zero_init: start the last layer at zero: the field is 0, a fresh ``ODEFlow`` the identity.
 
     Example:
         >>> import torch, flowbook
@@ -256,19 +253,23 @@ class VectorField(nn.Module):
         (torch.Size([5, 2]), torch.Size([5, 2]))
     """
 
-    def __init__(self, features: int, hidden: int = 64, depth: int = 2, context_features: int = 0,
-                 zero_init: bool = True):
+    def __init__(self, features: int, hidden: int = 64, depth: int = 2, context_features: int = 0, zero_init=True):
         super().__init__()
         self.features = check_dim(features)
-        self.context_features = int(context_features)
+        self.context_features = check_count(context_features, "context_features")
         self.net = mlp(self.features + 1 + self.context_features, self.features, hidden, depth,
                        zero_init=zero_init, activation=nn.SiLU)
 
     def forward(self, t, z, context=None):
         check_features(z, self.features, "z")
-        t = torch.as_tensor(t, dtype=z.dtype, device=z.device).expand(z.shape[0]).unsqueeze(1)
         check_context(context, self.context_features, "VectorField")
-        return self.net(torch.cat([z, t] if context is None else [z, t, context], 1))
+        try:  # t: a number, or one time per row of z (and a context row per row of z)
+            times = torch.as_tensor(t, dtype=z.dtype, device=z.device).expand(z.shape[0]).unsqueeze(1)
+            h = torch.cat([z, times] if context is None else [z, times, context], 1)
+        except RuntimeError:
+            raise ValueError(f"VectorField takes t as a number or {len(z)} times (one per row of z) and {len(z)} context "
+                             f"rows; got t {tuple(torch.as_tensor(t).shape)}, context {tuple(getattr(context, 'shape', ()))}") from None
+        return self.net(h)
 
     def extra_repr(self):
         return f"features={self.features}, context_features={self.context_features}"

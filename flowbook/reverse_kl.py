@@ -62,6 +62,19 @@ def _log_density(target):
                     f"got {type(target).__name__}")
 
 
+def _target_values(log_p, x, context):
+    """``log p~(x[, context])``, checked to be one value per sample (Python only: a shape check)."""
+    lp = log_p(x) if context is None else log_p(x, context)
+    if not isinstance(lp, torch.Tensor):
+        raise TypeError(f"the target's log-density must return a tensor of shape ({len(x)},), one value per "
+                        f"sample, got {type(lp).__name__}")
+    if lp.shape != (len(x),):
+        fix = "; drop the last axis (e.g. .squeeze(-1) or .sum(-1))" if lp.dim() == 2 and lp.shape[0] == len(x) else ""
+        raise ValueError(f"the target's log-density must return shape (n,) = ({len(x)},), one value per sample, "
+                         f"got {tuple(lp.shape)}{fix}")
+    return lp
+
+
 def _batches(context, n, like, generator, anneal_steps):
     """Endless ``(beta, context)`` per step: the annealing's inverse temperature and ``n`` context rows.
 
@@ -74,6 +87,12 @@ def _batches(context, n, like, generator, anneal_steps):
         else:
             c = context(n) if callable(context) else context[torch.randint(len(context), (n,), generator=generator)]
             yield beta, c.to(like.device, like.dtype)
+
+
+def _sampler(flow) -> None:
+    """``TypeError`` unless ``flow`` has ``sample_and_log_prob`` (what reverse KL draws from)."""
+    if not callable(getattr(flow, "sample_and_log_prob", None)):
+        raise TypeError(f"flow must have sample_and_log_prob(n) (a flowbook.Flow), got {type(flow).__name__}")
 
 
 def _anchor(flow):
@@ -121,9 +140,15 @@ def fit_reverse_kl(flow, target, *, steps: int | None = None, batch_size: int = 
     steps, _ = check_schedule(steps, None)
     batch_size, anneal_steps = check_count(batch_size, "batch_size", 1), check_count(anneal_steps, "anneal_steps")
     lr, _, clip_grad = check_optimizer(lr, 0.0, clip_grad)
+    _sampler(flow)
     log_p = _log_density(target)
     if isinstance(context, torch.Tensor):
         context = check_tensor(context, "context", None, model_dtype(flow))
+        if len(context) == 0:
+            raise ValueError("context has 0 rows; give at least one row to draw the samples' contexts from")
+    elif context is not None and not callable(context):
+        raise TypeError(f"context must be None, a tensor of context rows or a function n -> (n, c) tensor, "
+                        f"got {type(context).__name__}")
     anchor = _anchor(flow)
 
     last = {}  # the terms of the latest step, for the diagnosis of a non-finite loss
@@ -131,7 +156,7 @@ def fit_reverse_kl(flow, target, *, steps: int | None = None, batch_size: int = 
     def negative_elbo(batch):
         beta, ctx = batch
         x, log_q = flow.sample_and_log_prob(batch_size, context=ctx)
-        lp = log_p(x) if ctx is None else log_p(x, ctx)
+        lp = _target_values(log_p, x, ctx)
         last.update(x=x, log_q=log_q, lp=lp)
         return (log_q - beta * lp).mean(), {"elbo": (lp - log_q).detach().mean()}
 
@@ -157,6 +182,9 @@ def evaluate_elbo(flow, target, n: int = 20000, context=None) -> ELBOEstimate:
     r"""Monte Carlo ELBO, its standard error, and the importance-weighted bound on :math:`\log Z`.
 
     ``context`` is a single ``(c,)`` or ``(1, c)`` context shared by all ``n`` samples, or ``n`` rows.
+    The target must return one value per sample, shape ``(n,)`` (``ValueError`` otherwise, also in
+    ``fit_reverse_kl``); a NaN among the weights raises ``ValueError`` naming the side it comes
+    from, while ``-inf`` (samples where the target is zero) gives the ELBO ``-inf``.
 
     Example:
         >>> import flowbook
@@ -168,12 +196,17 @@ def evaluate_elbo(flow, target, n: int = 20000, context=None) -> ELBOEstimate:
         True
     """
     n = check_count(n, "n", 2)  # a standard error needs two samples
+    _sampler(flow)
     log_p = _log_density(target)
     anchor = _anchor(flow)
     if context is not None:
         context = torch.as_tensor(context).to(anchor.device, anchor.dtype)
         context = context.reshape(1, -1).expand(n, -1) if context.dim() == 1 or len(context) == 1 else context
     x, log_q = flow.sample_and_log_prob(n, context=context)
-    w = (log_p(x) if context is None else log_p(x, context)) - log_q
-    return ELBOEstimate(w.mean().item(), (w.std() / math.sqrt(n)).item(),
-                        (torch.logsumexp(w, 0) - math.log(n)).item())
+    lp = _target_values(log_p, x, context)
+    w = lp - log_q
+    if torch.isnan(w).any():             # -inf (a zero target) is right, NaN is not
+        raise ValueError(f"evaluate_elbo: {_which_side(x, log_q, lp) or 'log p~ - log q is NaN'}")
+    elbo = w.mean().item()               # -inf where the target is 0
+    stderr = (w.std() / math.sqrt(n)).item() if math.isfinite(elbo) else math.inf
+    return ELBOEstimate(elbo, stderr, (torch.logsumexp(w, 0) - math.log(n)).item())

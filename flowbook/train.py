@@ -22,6 +22,13 @@ from .validation import check_count, model_dtype
 __all__ = ["fit", "evaluate_nll", "first_nonfinite", "History", "adam", "default_threads"]
 
 
+def _check_model(model):
+    """``TypeError`` unless ``model`` is a module with a ``log_prob`` (what maximum likelihood needs)."""
+    if not isinstance(model, torch.nn.Module) or not callable(getattr(model, "log_prob", None)):
+        raise TypeError(f"model must be a torch.nn.Module with a log_prob(x) method (e.g. a flowbook.Flow), "
+                        f"got {type(model).__name__}")
+
+
 def _nll(model, x, context):
     """Mean negative log-likelihood of a batch; ``log_prob(x)`` for a model given no context."""
     return -(model.log_prob(x) if context is None else model.log_prob(x, context)).mean()
@@ -83,6 +90,7 @@ def fit(model, data, *, steps: int | None = None, epochs: int | None = None, bat
         >>> hist.steps    # 3 batches per epoch: 40 + 40 + 20 rows
         6
     """
+    _check_model(model)
     steps, epochs = check_schedule(steps, epochs)
     eval_every = check_count(eval_every, "eval_every", 1)
     lr, weight_decay, clip_grad = check_optimizer(lr, weight_decay, clip_grad)
@@ -172,6 +180,7 @@ def evaluate_nll(model, x, context=None, batch_size: int = 4096) -> float:
     converted to the model's dtype when that is exact, else ``TypeError``. ``inf`` if some row
     lies outside the model's support.
     """
+    _check_model(model)
     batch_size = check_count(batch_size, "batch_size", 1)
     if isinstance(x, Density2D):
         x = x.sample(10000)

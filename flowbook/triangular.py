@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from .jacobian import _output, jacobian
-from .validation import check_count, check_tensor
+from .validation import check_count, check_positive, check_tensor
 
 __all__ = ["check_autoregressive", "AutoregressiveReport"]
 
@@ -44,7 +44,7 @@ class AutoregressiveReport:
         grid = [f"  x_{j + 1:<3}" + " ".join(mark(d, a) for d, a in zip(*rows))
                 for j, rows in enumerate(zip(self.dependence.tolist(), self.allowed.tolist()))]
         return "\n".join([f"order (degree of each feature): {self.degrees}",
-                          "row j: the outputs for x_j, column i: input i (+ allowed, ! not allowed, . independent)",
+                          "rows: the outputs for x_j; columns: inputs (+ allowed, ! not, . independent)",
                           *grid[:24], f"violations (output, input): {self.violations or 'none'}"]
                          + ["(measured on a copy with perturbed parameters)"] * self.perturbed)
 
@@ -54,8 +54,9 @@ def _dependence(f, x, context, features, interleaved):
     def flat(v, c=None):
         out = _output(f(v) if c is None else f(v, c))
         if not isinstance(out, torch.Tensor) or out.dim() not in (2, 3) or out[0].numel() % features:
+            got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(f"f must return a (batch, k * {features}) or (batch, k, {features}) tensor, or a pair "
-                             f"whose first element is one; got shape {tuple(getattr(out, 'shape', ()))}")
+                             f"whose first element is one; got {got}")
         return out.reshape(len(v), -1)
 
     J = jacobian(flat, x) if context is None else torch.stack(
@@ -101,7 +102,7 @@ def check_autoregressive(f, features: int, order=None, context=None, n: int = 8,
         >>> import torch, flowbook
         >>> print(flowbook.check_autoregressive(flowbook.MADE(3, hidden=8), 3))
         order (degree of each feature): [1, 2, 3]
-        row j: the outputs for x_j, column i: input i (+ allowed, ! not allowed, . independent)
+        rows: the outputs for x_j; columns: inputs (+ allowed, ! not, . independent)
           x_1  . . .
           x_2  + . .
           x_3  + + .
@@ -109,11 +110,23 @@ def check_autoregressive(f, features: int, order=None, context=None, n: int = 8,
         (measured on a copy with perturbed parameters)
     """
     features = check_count(features, "features", 1)
+    if not callable(f):
+        raise TypeError(f"f must be a function or a module called as f(x), got {type(f).__name__}")
+    if not isinstance(interleaved, bool):
+        raise TypeError(f"interleaved must be True or False, got {interleaved!r}")
+    perturb, source = check_positive(perturb, "perturb", allow_zero=True), "order"
     if order is None:
         order = getattr(f, "degrees", getattr(getattr(f, "made", None), "degrees", None))
-    order = torch.arange(features) if order is None else torch.as_tensor(order).reshape(-1).cpu()
+        source = "order (f's degrees)"
+    try:
+        order = torch.arange(features) if order is None else torch.as_tensor(order).reshape(-1).cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"order must be {features} integers, got {type(order).__name__} {order!r:.40}") from None
+    if order.dtype == torch.bool or order.is_complex():
+        raise TypeError(f"order must be {features} integers (the position of each feature), got dtype {order.dtype}")
     if order.shape != (features,) or order.is_floating_point():
-        raise ValueError(f"order must be {features} integers (the position of each feature), got {order.tolist()}")
+        raise ValueError(f"{source} must be {features} integers (the position of each feature), got {order.tolist()}"
+                         + (f"; is f for {len(order)} features, not features={features}?" if source != "order" else ""))
     degrees = torch.unique(order, return_inverse=True)[1] + 1
     name = type(f).__name__ if isinstance(f, torch.nn.Module) else getattr(f, "__name__", "f")
     if isinstance(f, torch.nn.Module):
@@ -121,6 +134,8 @@ def check_autoregressive(f, features: int, order=None, context=None, n: int = 8,
     g = torch.Generator().manual_seed(0)
     if context is not None:
         context = check_tensor(context, "context").detach().cpu().double()
+        if not len(context):
+            raise ValueError("context has 0 rows; expected one or more, one checked point per row")
         n = len(context)
     x = torch.randn(check_count(n, "n", 1), features, generator=g, dtype=torch.float64)
     try:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 __all__ = ["check_dim", "check_features", "check_context", "check_finite", "check_count", "check_positive",
-           "check_tensor", "dtype_error", "model_dtype", "check_clamp", "check_binary"]
+           "check_tensor", "dtype_error", "model_dtype", "check_clamp", "check_binary", "check_levels"]
 
 
 def check_dim(value, name: str = "features") -> int:
@@ -217,6 +217,8 @@ def check_clamp(clamp):
         >>> check_clamp(3), check_clamp(None)
         (3, None)
     """
+    if clamp is not None and (isinstance(clamp, bool) or not isinstance(clamp, (int, float, np.number))):
+        raise TypeError(f"clamp must be a number > 0 or None, got {type(clamp).__name__} {clamp!r}")
     if clamp is not None and not 0 < clamp < float("inf"):
         raise ValueError(f"clamp must be positive and finite, or None, got {clamp}")
     return clamp
@@ -237,3 +239,50 @@ def check_binary(y: torch.Tensor, features: int, name: str = "y", dtype: torch.d
         raise ValueError(f"{name} must be binary (entries 0 or 1); found {bad} other value(s), "
                          "e.g. binarize with (x > threshold).float()")
     return y if dtype is None or y.dtype == dtype else y.to(dtype)
+
+
+def check_levels(x: torch.Tensor, levels: int, name: str = "x", dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Return ``x`` (any shape) if every entry is an integer in ``0..levels-1``, converted to ``dtype``.
+
+    The entry-point check of discrete data (pixels before dequantization), one reduction:
+    ``x == clamp(floor(x), 0, levels - 1)`` fails for NaN, infinities, fractions and values out of
+    range alike. The integers are exact in every dtype, so any real dtype is converted to ``dtype``
+    (``None``: left as is). Otherwise ``ValueError`` naming ``name`` and ``levels``, with the values found.
+
+    Example:
+        >>> import torch
+        >>> check_levels(torch.tensor([[0, 16]]), 17, dtype=torch.float32)
+        tensor([[ 0., 16.]])
+        >>> check_levels(torch.tensor([[0., 16.]]), 16)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: x holds the value 16 but levels=16 allows only the integers 0..15; pass levels=17 ...
+    """
+    if not isinstance(x, torch.Tensor) or x.is_complex():
+        raise TypeError(f"{name} must be a real torch.Tensor of integers 0..{levels - 1}, "
+                        f"got {type(x).__name__}{f' of dtype {x.dtype}' if isinstance(x, torch.Tensor) else ''}")
+    v = x.floor() if x.is_floating_point() else x
+    if not (x == v.clamp(0, levels - 1)).all():
+        raise _levels_error(x, levels, name)
+    return x if dtype is None or x.dtype == dtype else x.to(dtype)
+
+
+def _levels_error(x, levels, name) -> ValueError:
+    """The ``ValueError`` of ``check_levels``: non-finite, fractional or out-of-range values, in that order."""
+    expected = f"the integers 0..{levels - 1} (levels={levels})"
+    x = x.double()
+    if not torch.isfinite(x).all():
+        return ValueError(f"{name} contains {(~torch.isfinite(x)).sum().item()} NaN or infinite value(s); "
+                          f"expected {expected}")
+    fraction = x != x.floor()
+    if fraction.any():
+        hint = ("; the data looks already scaled to [0, 1]: pass the integer values themselves (e.g. the "
+                "digits 0..16, not x / 16), the model adds the noise and divides by levels" if x.min() >= 0 and
+                x.max() <= 1 else "")
+        return ValueError(f"{name} must hold {expected}, got non-integer values such as "
+                          f"{x[fraction][0].item():g}{hint}")
+    low, high = x.min().item(), x.max().item()
+    if low < 0:
+        return ValueError(f"{name} holds the negative value {low:g}; expected {expected}")
+    return ValueError(f"{name} holds the value {high:g} but levels={levels} allows only the integers "
+                      f"0..{levels - 1}; pass levels={int(high) + 1} (the number of values, largest + 1)")

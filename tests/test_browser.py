@@ -4,9 +4,14 @@ Builds the book (unless ``_build/html`` is newer than every source, or FLOWBOOK_
 serves it on 127.0.0.1, and checks each page in ``_toc.yml``: no failed or off-machine request,
 math typeset by the locally served MathJax, every image loaded, widgets rendered from their saved
 state, prev/next and the sidebar reaching every page, and each chapter's Colab link pointing at
-its own notebook. Needs Debian's ``chromium`` and the ``playwright`` package (no ``playwright
-install``); outside CI the test is skipped when they are missing, in CI it fails.
+its own notebook. Every interactive figure (a ``flowbook.plot.animate`` player, or an ipywidgets
+slider) is played control by control and must change the picture it shows, loading nothing off
+the machine; the last tests plant a frozen player, a dead slider and a player that fetches its
+icons from a CDN, and check that these checks fail on them. Needs Debian's ``chromium`` and the
+``playwright`` package (no ``playwright install``); outside CI the test is skipped when they are
+missing, in CI it fails.
 """
+import contextlib
 import functools
 import http.server
 import os
@@ -54,8 +59,8 @@ def needs_build():
     return any(s.stat().st_mtime > built for s in sources)
 
 
-@pytest.fixture(scope="module")
-def site():
+def require_browser():
+    """Skip (fail, in CI) when chromium or playwright is missing."""
     try:
         from playwright.sync_api import sync_playwright  # noqa: F401
     except ImportError:
@@ -64,18 +69,35 @@ def site():
         if os.environ.get("CI"):
             pytest.fail("CI needs chromium and playwright for the browser test (.ci/run installs them)")
         pytest.skip("chromium or playwright not installed")
-    if needs_build():
-        subprocess.run(["bash", str(ROOT / "scripts" / "build_book.sh")], check=True, cwd=ROOT)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+
+
+@contextlib.contextmanager
+def serve(folder):
+    """Serve ``folder`` on 127.0.0.1 (a free port); yield the base URL."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
 
 
 @pytest.fixture(scope="module")
-def browser(site):
+def site():
+    require_browser()
+    if needs_build():
+        subprocess.run(["bash", str(ROOT / "scripts" / "build_book.sh")], check=True, cwd=ROOT)
+    with serve(HTML) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -84,6 +106,11 @@ def browser(site):
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def browser(site, chromium):
+    return chromium
 
 
 def open_page(browser, url):
@@ -241,3 +268,220 @@ def test_screenshot_of_a_chapter(browser, site):
         assert out.stat().st_size > 10_000
     finally:
         page.close()
+
+
+# Interactive figures. A player made by flowbook.plot.animate (matplotlib's JavaScript player, its frames
+# embedded) has a slider, buttons and repeat-mode radios; an ipywidgets slider may also be left in a page.
+# A reader moves each control; a control that selects a frame must change the picture shown.
+PLAYER = "div.animation:has(img[id^='_anim_img'])"
+START = {"First frame": "End", "Previous frame": "End", "Play backwards": "End",  # where each button starts
+         "Next frame": "Home", "Last frame": "Home", "Play": "Home"}             # from, so that it must move
+
+
+def exercise_controls(page):
+    """Move every interactive control on ``page`` as a reader would; return (controls moved, problems)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    problems, moved, errors = [], 0, []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    for i, player in enumerate(page.locator(PLAYER).all(), 1):
+        img = player.locator("img[id^='_anim_img']")
+        key = img.get_attribute("id").removeprefix("_anim_img")
+        page.wait_for_function(f"() => window['anim{key}'] && document.getElementById('_anim_img{key}').src",
+                               timeout=10000)
+        player.scroll_into_view_if_needed()
+        shown = lambda: img.evaluate("e => e.src")  # noqa: E731
+        speed = lambda: page.evaluate(f"window['anim{key}'].interval")  # noqa: E731
+        slider = player.locator("input[type=range]")
+
+        def to(key_name):  # the slider moved by keyboard: to its first (Home) or last (End) frame, or one step
+            slider.focus()
+            slider.press(key_name)
+
+        def start(button_title):  # a button's starting frame, set through the player's own script
+            page.evaluate(f"window['anim{key}'].{'last' if START[button_title] == 'End' else 'first'}_frame()")
+
+        def expect_change(action, what):
+            before = shown()
+            action()
+            if shown() == before:
+                problems.append(f"player {i}: {what} left the figure unchanged")
+
+        def playing_changes(what):
+            try:
+                page.wait_for_function("([id, s]) => document.getElementById(id).src !== s",
+                                       arg=[f"_anim_img{key}", shown()], timeout=4 * speed() + 2000)
+            except PlaywrightTimeout:
+                problems.append(f"player {i}: {what} left the figure unchanged")
+
+        expect_change(lambda: to("End"), "the slider moved to its end")
+        expect_change(lambda: to("Home"), "the slider moved back to its start")
+        expect_change(lambda: to("ArrowRight"), "one step of the slider")
+        moved += 1
+        for button in player.locator("button").all():
+            title, moved = button.get_attribute("title"), moved + 1
+            if title in ("Play", "Play backwards"):
+                start(title)
+                button.click()
+                playing_changes(f"the {title!r} button")
+                player.locator("button[title='Pause']").click()
+            elif title in START:
+                start(title)
+                expect_change(button.click, f"the {title!r} button")
+            elif title == "Pause":
+                start("Play")
+                player.locator("button[title='Play']").click()
+                button.click()
+                before = shown()
+                page.wait_for_timeout(3 * speed())
+                if shown() != before:
+                    problems.append(f"player {i}: the figure kept moving after 'Pause'")
+            elif title in ("Decrease speed", "Increase speed"):
+                before = speed()
+                button.click()
+                if speed() == before:
+                    problems.append(f"player {i}: {title!r} left the playing speed at {before} ms")
+            else:
+                problems.append(f"player {i}: a control this test does not know, {title!r}")
+        for radio in player.locator("input[type=radio]").all():
+            radio.check()
+            moved += 1
+            if not radio.is_checked():
+                problems.append(f"player {i}: the repeat mode {radio.get_attribute('value')!r} cannot be chosen")
+    for i, widget in enumerate(page.locator(".widget-slider").all(), 1):
+        # An ipywidgets slider: its picture (an image in the same output) must follow it.
+        box = widget.locator("xpath=ancestor::div[contains(concat(' ', @class, ' '), ' cell_output ')][1]")
+        box = box if box.count() else page.locator("body")
+        pictures = lambda: box.evaluate("e => [...e.querySelectorAll('img')].map(i => i.src)")  # noqa: E731
+        readout = lambda: widget.inner_text()  # noqa: E731
+        before, text = pictures(), readout()
+        handle = widget.locator(".noUi-handle, input[type=range]").first
+        handle.focus()
+        for _ in range(5):
+            handle.press("ArrowRight")
+        page.wait_for_timeout(300)
+        moved += 1
+        if readout() == text:
+            problems.append(f"widget slider {i}: the slider does not move")
+        elif pictures() == before:
+            problems.append(f"widget slider {i}: moved (readout {readout()!r}) but the figure did not change")
+    problems += [f"JavaScript error: {e}" for e in errors]
+    return moved, problems
+
+
+def interactive(page_path):
+    """Whether the built page holds a player or a widget slider (the pages the two tests below open)."""
+    html = (HTML / f"{page_path}.html").read_text()
+    return "_anim_img" in html or "SliderModel" in html
+
+
+@pytest.mark.parametrize("page_path", toc_pages())
+def test_every_interactive_control_changes_its_figure_offline(browser, site, page_path):
+    src = source_of(page_path).read_text()
+    calls = src.count("fbp.animate(") + src.count("fb.plot.animate(")
+    if not interactive(page_path):
+        assert calls == 0, f"the notebook makes {calls} moving figures, the page shows none"
+        return
+    page, failed, offsite = open_page(browser, f"{site}/{page_path}.html")
+    try:
+        assert page.locator(PLAYER).count() >= calls, f"{calls} animate() calls, {page.locator(PLAYER).count()} players"
+        moved, problems = exercise_controls(page)
+        assert moved > 0, "an interactive page with no control found"
+        assert not problems, "\n".join(problems)
+        # the figures load, and play, offline: every frame embedded, no request off the machine
+        frames = page.evaluate(f"[...document.querySelectorAll(\"{PLAYER} img\")].map(i => i.src.slice(0, 40))")
+        assert not offsite, f"requests leaving 127.0.0.1: {offsite}"
+        assert not failed, f"failed requests: {failed}"
+        assert all(f.startswith("data:image/") for f in frames), f"frames not embedded in the page: {frames}"
+    finally:
+        page.close()
+
+
+# The two checks above, on planted defects: small pages served from a temporary folder.
+def planted_page(folder, name, body):
+    (folder / f"{name}.html").write_text(f'<!DOCTYPE html><html><head><meta charset="utf-8"></head>'
+                                         f"<body><article>{body}</article></body></html>")
+
+
+def moving_line(draw_changes=True):
+    import matplotlib.pyplot as plt
+
+    import flowbook.plot as fbp
+
+    fig, ax = plt.subplots(figsize=(2, 2))
+    line, = ax.plot([0, 1], [0, 0])
+    draw = (lambda a: line.set_ydata([0, a])) if draw_changes else (lambda a: None)
+    return fbp.animate(fig, draw, [0.0, 0.5, 1.0], interval=100, dpi=30).data
+
+
+def test_controls_check_fails_on_a_frozen_or_dead_figure(chromium, tmp_path):
+    planted_page(tmp_path, "good", moving_line())
+    planted_page(tmp_path, "frozen", moving_line(draw_changes=False))  # every frame the same picture
+    dead = moving_line().replace('oninput="anim', 'data-oninput="anim')  # the slider moves, the picture stays
+    planted_page(tmp_path, "dead", dead)
+    with serve(tmp_path) as url:
+        results = {}
+        for name in ("good", "frozen", "dead"):
+            page, _, _ = open_page(chromium, f"{url}/{name}.html")
+            results[name] = exercise_controls(page)
+            page.close()
+    assert results["good"][1] == [] and results["good"][0] >= 10, results["good"]
+    frozen = "\n".join(results["frozen"][1])
+    assert "the slider moved to its end left the figure unchanged" in frozen
+    assert "'Next frame' button left" in frozen and "'Play' button left" in frozen, frozen
+    dead = results["dead"][1]
+    assert any("slider" in p for p in dead) and not any("button" in p for p in dead), dead
+
+
+def test_offline_check_fails_on_a_player_that_fetches_its_icons(chromium, tmp_path):
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    fig, ax = plt.subplots(figsize=(2, 2), dpi=30)
+    line, = ax.plot([0, 1], [0, 0])
+    stock = FuncAnimation(fig, lambda a: line.set_ydata([0, a]), frames=[0.0, 1.0]).to_jshtml()
+    plt.close(fig)
+    planted_page(tmp_path, "stock", stock)  # matplotlib's own player: its icons come from a CDN
+    planted_page(tmp_path, "ours", moving_line())
+    with serve(tmp_path) as url:
+        offsite = {}
+        for name in ("stock", "ours"):
+            page, _, offsite[name] = open_page(chromium, f"{url}/{name}.html")
+            page.close()
+    assert any("font-awesome" in u for u in offsite["stock"]), offsite
+    assert offsite["ours"] == [], offsite
+
+
+def test_controls_check_fails_on_a_widget_slider_drawn_by_python(chromium, tmp_path):
+    """The old section 1.5: an ipywidgets slider whose picture only Python could redraw (dead on a static page)."""
+    import io
+    import json
+
+    import ipywidgets as widgets
+    from ipywidgets.embed import embed_data
+    from PIL import Image
+
+    scripts = ROOT / "book" / "_static" / "widgets"
+    if not (scripts / "require.js").exists() or not (scripts / "embed-amd.js").exists():
+        pytest.skip("the widget scripts are fetched by the build (scripts/fetch_widget_js.sh)")
+    for name in ("require.js", "embed-amd.js"):
+        shutil.copy(scripts / name, tmp_path / name)
+    png = io.BytesIO()
+    Image.new("RGB", (40, 20), "purple").save(png, format="png")
+    slider = widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="t")
+    data = embed_data(views=[widgets.VBox([slider, widgets.Image(value=png.getvalue(), format="png")])])
+    planted_page(tmp_path, "widget", (
+        '<script src="require.js"></script><script src="embed-amd.js" data-jupyter-widgets-cdn=""></script>'
+        f'<script type="application/vnd.jupyter.widget-state+json">{json.dumps(data["manager_state"])}</script>'
+        '<div class="cell_output"><script type="application/vnd.jupyter.widget-view+json">'
+        f'{json.dumps(data["view_specs"][0])}</script></div>'))
+    with serve(tmp_path) as url:
+        page, failed, offsite = open_page(chromium, f"{url}/widget.html")
+        try:
+            page.wait_for_selector(".widget-slider", timeout=20000)
+            moved, problems = exercise_controls(page)
+        finally:
+            page.close()
+    assert not failed and not offsite, (failed, offsite)
+    assert moved == 1 and len(problems) == 1 and "moved (readout" in problems[0] and "did not change" in problems[0], \
+        problems

@@ -1,6 +1,7 @@
 """Core API: Bijection / Inverse / Compose / Flow, the linear layers, and bad inputs."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import distributions as D
@@ -219,3 +220,62 @@ def test_device_and_seed():
     a = torch.randn(3)
     fb.seed(7)
     assert torch.equal(a, torch.randn(3))
+
+
+def test_ready_made_flows_check_their_conditioner_arguments():
+    """Issue 24: context_features=2.5 was truncated to 2, -1 named in_features, MAF(hidden=2.5) failed in nn.py."""
+    for cls in (fb.NICE, fb.RealNVP, fb.NSFCoupling, fb.MAF, fb.IAF, fb.NSF):
+        with pytest.raises(ValueError, match="context_features must be a whole number >= 0, got 2.5"):
+            cls(2, context_features=2.5)
+        with pytest.raises(ValueError, match="context_features must be a whole number >= 0, got -1"):
+            cls(2, context_features=-1)
+        with pytest.raises(ValueError, match="hidden must be a positive integer, got 2.5"):
+            cls(2, hidden=2.5)
+    with pytest.raises(TypeError, match="activation must be a module class such as torch.nn.ReLU, got str"):
+        fb.MAF(2, activation="relu")
+    with pytest.raises(TypeError, match="scaling must be True or False, got str 'no'"):
+        fb.NICE(2, scaling="no")
+    with pytest.raises(TypeError, match="degrees must be 2 integers .* got dtype torch.float"):
+        fb.MAF(2, degrees=[1.5, 2])                                      # was silently [1, 2]
+    with pytest.raises(TypeError, match="degrees must be 2 integers .a list or tensor., got str"):
+        fb.flows.alternating_orders(2, 2, degrees="ab")
+    assert fb.MAF(2, hidden=[8, 8]).log_prob(torch.zeros(1, 2)).shape == (1,)
+
+
+def test_mixture_densities_check_their_shapes():
+    """Issue 24: a (D,) means or a (1,) logits broadcast silently to a wrong density; others failed inside torch."""
+    from flowbook.distributions import mixture_log_prob, mixture_rsample
+    z, means, log_std = torch.zeros(4, 2), torch.zeros(3, 2), torch.zeros(3, 2)
+    with pytest.raises(ValueError, match=r"means must have shape \(k, features\) with k >= 1 components, got \(2,\)"):
+        mixture_log_prob(z, torch.zeros(2), torch.zeros(2))
+    with pytest.raises(ValueError, match=r"means must have shape .* got \(0, 2\)"):
+        mixture_log_prob(z, torch.zeros(0, 2), torch.zeros(0, 2))
+    with pytest.raises(ValueError, match=r"logits must have shape \(3,\), one per component of means, got \(1,\)"):
+        mixture_log_prob(z, means, log_std, torch.zeros(1))
+    with pytest.raises(ValueError, match=r"logits must have shape \(3,\), .* got \(2,\)"):
+        mixture_rsample(5, means, log_std, torch.zeros(2))              # drew from 2 of the 3 components
+    with pytest.raises(ValueError, match=r"log_std must have shape \(3, 2\) like means .* got \(2, 2\)"):
+        mixture_log_prob(z, means, torch.zeros(2, 2))
+    with pytest.raises(ValueError, match=r"z must have shape \(batch, 2\) like the rows of means, got \(4, 3\)"):
+        mixture_log_prob(torch.zeros(4, 3), means, log_std)
+    with pytest.raises(TypeError, match="means must be a floating-point torch.Tensor, got ndarray"):
+        mixture_rsample(2, np.zeros((3, 2)), log_std)
+    with pytest.raises(TypeError, match="means must be a floating-point torch.Tensor, got dtype torch.int64"):
+        mixture_rsample(2, torch.zeros(3, 2, dtype=torch.long), log_std)
+    with pytest.raises(ValueError, match="logits must be finite with at least one > -inf"):
+        mixture_rsample(2, means, log_std, torch.full((3,), math.nan))
+    assert mixture_rsample(5, means, torch.zeros(2)).shape == (5, 2)    # a shared (D,) log_std, as in log_prob
+    torch.testing.assert_close(mixture_log_prob(z, means, torch.zeros(2)), fb.StandardNormal(2).log_prob(z))
+    with pytest.raises(ValueError, match=r"must broadcast against each other, got shapes \(4, 2\), \(3,\) and \(2,\)"):
+        fb.gaussian_log_prob(z, torch.zeros(3), torch.zeros(2))
+    with pytest.raises(TypeError, match="mean must be a torch.Tensor, got float"):
+        fb.gaussian_log_prob(z, 0.0, torch.zeros(2))
+    with pytest.raises(TypeError, match="low and high must be sequences of numbers .* got NoneType and NoneType"):
+        fb.BoxUniform(None, None)
+
+
+def test_compose_names_a_non_tensor_input():
+    with pytest.raises(TypeError, match=r"z must be a \(batch, ...\) torch.Tensor, got ndarray"):
+        fb.Compose(fb.Affine(2))(np.zeros((2, 2)))
+    with pytest.raises(TypeError, match=r"x must be a \(batch, ...\) torch.Tensor, got list"):
+        fb.Compose(fb.Affine(2)).inverse([[0.0, 0.0]])

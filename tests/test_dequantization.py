@@ -103,7 +103,7 @@ def test_uniform_bound_below_variational_bound_below_iw_on_a_tiny_problem():
 
 
 def test_errors_name_the_problem():
-    with pytest.raises(ValueError, match="levels must be at least 2"):
+    with pytest.raises(ValueError, match="levels must be a whole number >= 2, got 1"):
         fb.VariationalDequantizer(2, levels=1)
     with pytest.raises(ValueError, match="the dequantizer is for 3 features"):
         fb.DequantizedFlow(cube_flow(2), 2, fb.VariationalDequantizer(3, 2))
@@ -154,3 +154,41 @@ def test_dequantized_image_flow_scores_integer_images_with_either_dequantizer():
         assert model.log_likelihood(x.double(), n=4).shape == (6,)
     with pytest.raises(ValueError, match=r"x must have shape \(batch, 1, 4, 4\)"):
         uniform.log_prob(torch.zeros(6, 16))
+
+
+def test_the_data_must_be_the_integers_0_to_levels_minus_1():
+    digits = fb.data.load_digits()
+    x = digits.x_train[:64]
+    flat = lambda levels: fb.DequantizedFlow(cube_flow(64, hidden=4, n_layers=1), levels=levels)
+    with pytest.raises(ValueError, match=r"x must hold the integers 0..16 \(levels=17\), got non-integer values .*"
+                                         r"looks already scaled to \[0, 1\]"):
+        flat(17).log_prob(x / 16)
+    with pytest.raises(ValueError, match=r"x holds the value 16 but levels=16 .* pass levels=17"):
+        flat(16).log_prob(x)
+    with pytest.raises(ValueError, match=r"x holds the value 16 but levels=16"):   # not "loss became inf"
+        fb.fit(flat(16), x, steps=2, progress=False)
+    with pytest.raises(ValueError, match=r"x holds the negative value -1"):
+        flat(17).lower_bound(x - 1, n=2)
+    with_nan = x.clone()
+    with_nan[3, 5] = math.nan
+    with pytest.raises(ValueError, match=r"x contains 1 NaN or infinite value\(s\); expected the integers 0..16"):
+        flat(17).log_likelihood(with_nan, n=2)
+    with pytest.raises(ValueError, match="levels must be a whole number >= 2, got 2.5"):
+        flat(2.5)
+    with pytest.raises(TypeError, match="dequantizer must be None"):
+        fb.DequantizedFlow(cube_flow(2), 2, dequantizer=fb.Affine(2))
+
+
+def test_integer_pixels_of_any_dtype_are_scored_in_the_model_dtype():
+    flow = randomize(cube_flow(3, hidden=4, n_layers=1), 0.3).float()
+    q = fb.VariationalDequantizer(3, levels=4, hidden=4).float()
+    x = torch.randint(0, 4, (6, 3))
+    for model in (fb.DequantizedFlow(flow, 4), fb.DequantizedFlow(flow, 4, q)):
+        for data in (x, x.to(torch.uint8), x.double(), x.float()):    # integers are exact in every dtype
+            log_p = model.log_prob(data)
+            assert log_p.dtype == torch.float32 and log_p.shape == (6,) and torch.isfinite(log_p).all()
+        assert model.log_prob(x[:0]).shape == (0,)                      # zero rows: an empty tensor
+    u, log_q = q(x)                                                     # it failed inside torch.rand for long
+    assert u.dtype == torch.float32 and ((u >= 0) & (u <= 1)).all()
+    with pytest.raises(ValueError, match="x holds the value 7 but levels=4"):
+        q(torch.tensor([[0, 7, 1]]))

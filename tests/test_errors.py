@@ -363,7 +363,7 @@ def test_count_helper():
 
 def test_empty_data():
     assert affine_flow().log_prob(torch.zeros(0, 2)).shape == (0,)  # no rows: no log-densities
-    with pytest.raises(ValueError, match="x is empty; expected at least one row"):
+    with pytest.raises(ValueError, match=r"x is empty \(shape \(0, 2\)\); expected at least one row"):
         fb.evaluate_nll(affine_flow(), torch.zeros(0, 2))
 
 
@@ -450,3 +450,113 @@ def test_no_warnings_from_a_good_check():
 def test_image_and_temperature_errors_name_the_problem(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# ----------------------------------------------------------------------------- 14. issue 24: the new modules
+def test_threads_and_seed_check_their_argument_when_called():
+    with pytest.raises(ValueError, match=r"threads must be a positive integer or None: n must be .* got 0"):
+        fb.threads(0)                                   # a plain call, no with block
+    with pytest.raises(ValueError, match=r"n must be a whole number >= 1, got 2.5"):
+        fb.threads(2.5)
+    with pytest.raises(TypeError, match="n must be"):
+        fb.threads("2")
+    before = torch.get_num_threads()
+    with fb.threads(np.int64(1)):                       # integer-like counts work, as in check_count
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match=r"seed must be a whole number .* got float 1.5"):
+        fb.seed(1.5)
+    with pytest.raises(TypeError, match=r"seed must be a whole number .* got str 'a'"):
+        fb.seed("a")
+    with pytest.raises(ValueError, match="seed must be below 2"):
+        fb.seed(2**64)
+    fb.seed(np.int64(3))
+    a = torch.rand(2)
+    fb.seed(3.0)
+    assert torch.equal(torch.rand(2), a)                # 3.0 is the seed 3
+    with pytest.raises(ValueError, match="scale must be a finite number >= 0"):
+        fb.randomize_parameters(fb.Affine(2), scale=float("nan"))
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        fb.randomize_parameters(fb.Affine(2), seed=0.5)
+
+
+def shape_n1(x):
+    return -0.5 * (x**2).sum(1, keepdim=True)           # (n, 1): one axis too many
+
+
+def test_a_target_must_return_one_value_per_sample():
+    flow = affine_flow()
+    with pytest.raises(ValueError, match=r"must return shape \(n,\) = \(200,\), one value per sample, got \(200, 1\)"):
+        fb.evaluate_elbo(flow, shape_n1, n=200)
+    with pytest.raises(ValueError, match=r"got \(16, 1\)"):  # it used to broadcast to (16, 16) silently
+        fb.fit_reverse_kl(flow, shape_n1, steps=2, batch_size=16, progress=False)
+    with pytest.raises(TypeError, match="must return a tensor"):
+        fb.evaluate_elbo(flow, lambda x: 0.0, n=10)
+    with pytest.raises(ValueError, match="evaluate_elbo: the target's log-density is NaN"):
+        fb.evaluate_elbo(flow, lambda x: x[:, 0] * math.nan, n=10)
+    est = fb.evaluate_elbo(flow, lambda x: torch.where(x[:, 0] > 0, -math.inf, 0.0), n=50)
+    assert est.elbo == -math.inf and est.stderr == math.inf          # zero target density: not NaN
+    with pytest.raises(ValueError, match="context has 0 rows"):
+        fb.fit_reverse_kl(flow, shape_n1, steps=2, context=torch.zeros(0, 1), progress=False)
+    with pytest.raises(TypeError, match="context must be None, a tensor"):
+        fb.fit_reverse_kl(flow, shape_n1, steps=2, context=[1.0], progress=False)
+    with pytest.raises(TypeError, match="flow must have sample_and_log_prob"):
+        fb.evaluate_elbo(torch.nn.Linear(2, 2), shape_n1, n=10)
+
+
+def test_sinh_arcsinh_logdet_stays_finite_and_exact_at_huge_inputs_in_float32():
+    torch.set_default_dtype(torch.float32)
+    layer = fb.randomize_parameters(fb.SinhArcsinh(3), 0.5)
+    reference = fb.randomize_parameters(fb.SinhArcsinh(3), 0.5).double()
+    x = torch.tensor([[2e19, -1e25, 3e30], [1e-3, 5.0, -7e18], [0.0, 1.0, -1.0]])
+    with torch.no_grad():
+        got, exact = layer.inverse(x)[1], reference.inverse(x.double())[1]
+        got_fwd, exact_fwd = layer(x[:2] / 1e6)[1], reference((x[:2] / 1e6).double())[1]
+    # exact float64 reference: log1p(x^2) / 2 with x^2 ~ 1e61 has no overflow in float64
+    assert torch.isfinite(got).all() and torch.allclose(got.double(), exact, rtol=1e-6, atol=1e-5), (got, exact)
+    assert torch.allclose(got_fwd.double(), exact_fwd, rtol=1e-6, atol=1e-5)
+    z = torch.tensor([[0.0, 1e-20, 1e30]], requires_grad=True)     # gradients finite at 0 and far out
+    layer(z)[1].sum().backward()
+    assert torch.isfinite(z.grad).all()
+
+
+def test_vae_context_is_checked_where_it_enters():
+    vae = fb.VAE(fb.GaussianEncoder(6, 2, hidden=8), fb.BernoulliDecoder(2, 6, hidden=8))
+    x = torch.bernoulli(torch.full((5, 6), 0.3))
+    with pytest.raises(ValueError, match=r"the VAE takes no context \(context_features=0\), but log_prob\(\) got one"):
+        vae.log_prob(x, torch.zeros(5, 3))
+    with pytest.raises(ValueError, match=r"but sample\(\) got one"):
+        vae.sample(3, torch.zeros(3))
+    cvae = fb.VAE(fb.GaussianEncoder(6, 2, hidden=8, context_features=3),
+                  fb.BernoulliDecoder(2, 6, hidden=8, context_features=3))
+    with pytest.raises(ValueError, match=r"the VAE is conditional \(context_features=3\): pass a context to elbo\(\)"):
+        cvae.elbo(x)
+    with pytest.raises(ValueError, match=r"context has 2 rows, expected 1 \(shared\) or n=4"):
+        cvae.sample(4, torch.zeros(2, 3))
+    assert cvae.sample(4, torch.zeros(3)).shape == (4, 6)
+    with pytest.raises(ValueError, match="decoder has context_features=0, the encoder 2"):
+        fb.VAE(fb.GaussianEncoder(6, 2, context_features=2), fb.BernoulliDecoder(2, 6))
+    with pytest.raises(ValueError, match="build the encoder with flow_context_features=4"):
+        fb.VAE(fb.GaussianEncoder(6, 2), fb.BernoulliDecoder(2, 6), flow=fb.posterior_iaf(2, context_features=4))
+    with pytest.raises(ValueError, match="VampPrior needs an unconditional encoder"):
+        fb.VampPrior(cvae.encoder, torch.rand(4, 6))
+    with pytest.raises(ValueError, match="pseudo_inputs has 5 features, expected 6"):
+        fb.VampPrior(vae.encoder, torch.rand(4, 5))
+    with pytest.raises(ValueError, match="context_features must be a whole number >= 0, got -1"):
+        fb.GaussianEncoder(6, 2, context_features=-1)
+
+
+# ----------------------------------------------------------------------------- issue 24: requests from the sweep
+def test_masks_made_and_clamp_name_their_argument():
+    with pytest.raises(ValueError, match="height must be a positive integer"):
+        fb.checkerboard_mask(1, 0, 4)
+    with pytest.raises(ValueError, match="at least 2 pixels"):
+        fb.checkerboard_mask(1, 1, 1)
+    with pytest.raises(ValueError, match="width must be a positive integer"):
+        fb.channel_mask(2, 4, 0)
+    with pytest.raises(ValueError, match="hidden must be a positive integer, got 2.5"):
+        fb.MADE(3, hidden=2.5)
+    with pytest.raises(TypeError, match="context_features"):
+        fb.MADE(3, context_features=None)
+    with pytest.raises(TypeError, match="clamp must be a number > 0 or None, got str 'a'"):
+        fb.RealNVP(2, clamp="a")

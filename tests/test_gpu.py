@@ -136,7 +136,7 @@ def test_fit_flow_matching_and_the_integrators_on_the_gpu():
 
 @pytest.mark.cuda
 @requires_device
-@pytest.mark.parametrize("chapter", ["13_flow_matching"])
+@pytest.mark.parametrize("chapter", ["11_flow_matching"])
 def test_a_chapter_executes_with_cuda(chapter):
     pytest.importorskip("nbval")
     if DEVICE.type != "cuda":

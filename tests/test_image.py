@@ -182,3 +182,30 @@ def test_glow_trains_on_digits_as_images_briefly():
     fb.fit(model, digits.x_train, steps=30, batch_size=64, lr=3e-3, transform_batch=images, progress=False)
     assert all(bool(m.initialized) for m in model.modules() if isinstance(m, fb.ActNorm))
     assert fb.evaluate_nll(model, x_val) < before - 20
+
+
+def test_image_layers_refuse_bad_masks_contexts_and_indices():
+    """Issue 24: each of these was silent (truncated, broadcast) or failed inside torch."""
+    mask = checkerboard(1, 4, 4)
+    for bad, error, match in [(None, TypeError, "mask must be a .C, H, W. boolean tensor, got NoneType"),
+                              ("abc", TypeError, "mask must be a .C, H, W. boolean tensor, got str"),
+                              (torch.full((1, 4, 4), 0.5), ValueError, "mask must hold booleans")]:
+        with pytest.raises(error, match=match):
+            fb.ConvAffineCoupling(bad)
+    with pytest.raises(ValueError, match="context_features must be a whole number >= 0, got -1"):
+        fb.ConvAffineCoupling(mask, context_features=-1)
+    with pytest.raises(ValueError, match="context_features must be a whole number >= 0, got 2.5"):
+        fb.ConvAffineCoupling(mask, context_features=2.5)                # was silently 2
+    layer = fb.ConvAffineCoupling(mask, hidden=4, context_features=2)
+    with pytest.raises(ValueError, match="context has 3 rows, expected 2: one per image"):
+        layer(torch.zeros(2, 1, 4, 4), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match=r"mask has 2 channels \(shape \(2, 1, 1\)\), expected channels=4"):
+        fb.GlowStep(4, mask=torch.tensor([True, False]).reshape(2, 1, 1))
+    with pytest.raises(TypeError, match="index must hold integers .* got dtype torch.float"):
+        fb.Partial(fb.Affine(2), [0.5, 1], features=4)                   # was silently [0, 1]
+    with pytest.raises(ValueError, match="index must hold one or more distinct indices in 0..3, got \\[\\]"):
+        fb.Partial(fb.Affine(2), [], features=4)
+    with pytest.raises(TypeError, match="index must be a list or tensor of integers, got str"):
+        fb.Partial(fb.Affine(2), "ab", features=4)
+    with pytest.raises(TypeError, match="bijection must be a flowbook.Bijection, got Linear"):
+        fb.Partial(nn.Linear(2, 2), [0, 1], features=4)

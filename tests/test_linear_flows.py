@@ -103,3 +103,41 @@ def test_time_call_measures_and_restores_threads():
     assert torch.get_num_threads() == threads
     with pytest.raises(ValueError, match="repeat"):
         time_call(lambda: None, repeat=0)
+
+
+def test_actnorm_trained_by_reverse_kl_is_initialized_and_reloads_exactly():
+    from flowbook.targets import Bimodal
+    fb.seed(0)
+    make = lambda: fb.Flow(fb.StandardNormal(2), [fb.ActNorm(2), fb.Affine(2), fb.ActNorm(2)])
+    flow = make()
+    fb.fit_reverse_kl(flow, Bimodal(), steps=20, batch_size=64, lr=1e-2, progress=False)
+    assert all(bool(m.initialized) for m in flow.modules() if isinstance(m, fb.ActNorm))
+    fresh = make()
+    fresh.load_state_dict(flow.state_dict())
+    x = torch.randn(7, 2) * 5 + 3                                   # far from anything seen: would move a re-init
+    assert torch.equal(fresh.log_prob(x), flow.log_prob(x))         # training mode: no re-initialization
+    # the forward direction standardizes its output on the first training call
+    layer = fb.ActNorm(2)
+    out, _ = layer(torch.randn(500, 2) * 3 + 1)
+    assert bool(layer.initialized) and out.mean(0).abs().max() < 1e-8 and (out.std(0) - 1).abs().max() < 1e-5
+    look = fb.Flow(fb.StandardNormal(2), [fb.ActNorm(2)])
+    look.sample(10)                                                 # a look (no gradients) does not initialize
+    assert not bool(look.transform.layers[0].initialized)
+
+
+def test_actnorm_state_dicts_without_the_flag_or_of_an_old_reverse_kl_flow_load_as_initialized():
+    trained = {"log_scale": torch.tensor([0.3, -0.2]), "shift": torch.tensor([1.0, 0.0])}
+    for state in (trained, {**trained, "initialized": torch.tensor(False)}):
+        layer = fb.ActNorm(2)
+        layer.load_state_dict(state)                                # strict loading works without the flag
+        assert bool(layer.initialized)
+        layer.inverse(torch.randn(50, 2))
+        assert torch.equal(layer.shift.detach(), trained["shift"].double())
+    fresh = fb.ActNorm(2)
+    fresh.load_state_dict({"log_scale": torch.zeros(2), "shift": torch.zeros(2)})
+    assert not bool(fresh.initialized)                              # a fresh layer's state loads as fresh
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+        fb.ActNorm(2, eps=-1.0)
+    with pytest.raises(ValueError, match="cannot initialize from a batch with NaN"):
+        fb.ActNorm(2).inverse(torch.tensor([[1.0, math.nan], [0.0, 1.0]]))
+    assert fb.ActNorm(2).inverse(torch.zeros(0, 2))[0].shape == (0, 2)   # an empty batch passes, no init

@@ -202,3 +202,42 @@ def test_amortized_fit_uses_context():
     s_hi = (x_hi[:, 1] * torch.sin(math.pi * x_hi[:, 0] / 2)).mean()
     assert s_hi > 0.1 and s_lo < -0.1
     assert max(lo.elbo, hi.elbo) <= Wave().log_normalizer() + 0.05
+
+
+def test_a_zeroed_planar_started_as_identity_is_the_identity():
+    """w = 0 made start_as_identity divide 0 by 0 (NaN); now the layer is exactly the identity."""
+    layer = fb.Planar(2)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.zero_()
+    layer.start_as_identity()
+    z = torch.randn(6, 2, dtype=torch.float64)
+    x, logabsdet = layer(z)
+    assert torch.equal(x, z) and torch.equal(logabsdet, torch.zeros(6, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype, a", [(torch.float64, -40.0), (torch.float32, -20.0)])
+def test_planar_log_det_is_exact_where_the_constraint_rounds_to_minus_one(dtype, a):
+    """m(a) = -1 + softplus(a) rounds to -1 for a below about -33.5 (float64) / -14.5 (float32);
+    the log-det is log(h^2 + h' softplus(a)), finite, not -inf."""
+    layer = fb.Planar(2, u=[a, 0.0], w=[1.0, 0.0]).to(dtype)
+    z = torch.tensor([[0.3, 0.1], [0.0, 2.0]], dtype=dtype)
+    _, logabsdet = layer(z)
+    ref = []
+    for s in (0.3, 0.0):
+        h = math.tanh(s)
+        ref.append(math.log(h * h + (1 - h * h) * math.log1p(math.exp(a))))
+    assert torch.allclose(logabsdet.double(), torch.tensor(ref, dtype=torch.float64),
+                          rtol=1e-12 if dtype == torch.float64 else 1e-5)
+    assert logabsdet[1].item() == pytest.approx(a, rel=1e-5)  # at z = 0, h = 0: log softplus(a) ~ a
+
+
+def test_planar_checks_context_dtype_and_flags():
+    with pytest.raises(ValueError, match="takes no context"):
+        fb.Planar(2)(torch.randn(3, 2, dtype=torch.float64), torch.randn(3, 1, dtype=torch.float64))
+    with pytest.raises(TypeError, match="constrain must be True or False"):
+        fb.Planar(2, constrain="no")
+    with pytest.raises(TypeError, match="context has dtype torch.float32"):
+        fb.Planar(2, context_features=1)(torch.randn(3, 2, dtype=torch.float64), torch.randn(3, 1, dtype=torch.float32))
+    with pytest.raises(ValueError, match="context_features must be a whole number"):
+        fb.AffineCoupling(fb.half_mask(2), context_features=-1)

@@ -227,7 +227,7 @@ def test_nsf_matches_the_peers_parameter_count_and_alternates_orders():
 
 
 def test_bad_arguments_raise():
-    with pytest.raises(ValueError, match="bound must be positive"):
+    with pytest.raises(ValueError, match="bound must be a finite number > 0, got 0.0"):
         fb.Spline(2, bound=0.0)
     with pytest.raises(ValueError, match="bins must be a positive integer"):
         fb.SplineAutoregressive(2, bins=0)
@@ -253,3 +253,62 @@ def test_every_ready_made_vector_flow_takes_a_mixture_base(make):
     assert torch.allclose(log_p, flow.log_prob(x), atol=1e-9)
     with pytest.raises(ValueError, match="transform works on 2 features but base has 3"):
         make(2, n_layers=2, hidden=8, base=fb.MixtureBase(3, 2))
+
+
+def test_float32_inverse_keeps_the_bin_position_in_0_1():
+    """Raw parameters at scale 10 make bins 2000 times wider in x than in y: in float32 the root xi of the
+    inverse rounded to 1.0004 there, the denominator turned negative and the log-det was NaN."""
+    params = tuple(p.float() for p in raw_parameters((2000,), seed=0, scale=10.0))
+    x = ((2 * torch.rand(2000, generator=torch.Generator().manual_seed(1)) - 1) * B).float()
+    y, logabsdet = spline(x, params)
+    z, logabsdet_inv = spline(y, params, inverse=True)
+    assert torch.isfinite(z).all() and torch.isfinite(logabsdet_inv).all()
+    assert z.abs().max() <= B                                       # the inverse of a point inside stays inside
+    y_back, logabsdet_back = spline(z, params)                        # round trip, measured in y: x itself is
+    assert (y_back - y).abs().max() < 1e-3                             # ill-conditioned where dy/dx is 1e-7
+    assert (logabsdet_inv + logabsdet_back).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("make", [lambda: fb.NSF(2, bins=1), lambda: fb.NSFCoupling(2, bins=1),
+                                  lambda: fb.Spline(2, bins=1), lambda: fb.SplineCoupling(fb.half_mask(2), bins=1),
+                                  lambda: fb.SplineAutoregressive(2, bins=1),
+                                  lambda: fb.spline_knots(torch.zeros(1), torch.zeros(1), torch.zeros(0), bound=2.0),
+                                  lambda: spline(torch.zeros(3), tuple(torch.zeros(3, n) for n in (1, 1, 0)))])
+def test_one_bin_is_refused_it_is_the_identity(make):
+    """One bin from (-B, -B) to (B, B) with slope 1 at both ends: s = d0 = d1 = 1, so y = x for any parameters
+    (NSF(2, bins=1) trained 100 steps with every gradient 0)."""
+    with pytest.raises(ValueError, match=r"bins must be from 2 to 999, got 1: one bin.*is the identity"):
+        make()
+
+
+def test_bins_and_bound_are_checked_everywhere():
+    with pytest.raises(ValueError, match="bins must be from 2 to 999, got 1000: every bin keeps a share MIN_BIN"):
+        fb.NSF(2, bins=1000)                            # 1000 bins of the minimal share: nothing left to learn
+    assert fb.Spline(1, bins=999).bins == 999
+    x, params = torch.linspace(-4, 4, 9), raw_parameters((9,))
+    for bound in (-1.0, 0, math.inf, math.nan):      # -1 and 0 returned x unchanged, inf returned NaN
+        for call in (lambda: fb.rational_quadratic_spline(x, *params, bound=bound),
+                     lambda: fb.spline_knots(*params, bound=bound), lambda: fb.Spline(2, bound=bound),
+                     lambda: fb.SplineCoupling(fb.half_mask(2), bound=bound),
+                     lambda: fb.SplineAutoregressive(2, bound=bound)):
+            with pytest.raises(ValueError, match="bound must be a finite number > 0"):
+                call()
+    for bound in ("a", True):
+        with pytest.raises(TypeError, match="bound must be a number > 0"):
+            fb.rational_quadratic_spline(x, *params, bound=bound)
+
+
+def test_raw_parameters_must_fit_the_input():
+    x, (w, h, d) = torch.linspace(-4, 4, 9), raw_parameters((9,))
+    with pytest.raises(ValueError, match=r"derivatives K - 1, got shapes \[\(9, 5\), \(9, 4\), \(9, 4\)\]"):
+        fb.rational_quadratic_spline(x, w, h[:, :4], d, bound=B)
+    with pytest.raises(ValueError, match="derivatives K - 1"):     # K derivatives: the extra one was used silently
+        fb.spline_knots(w, h, torch.zeros(9, K), bound=B)
+    with pytest.raises(ValueError, match=r"must broadcast to \(\*x.shape, K or K - 1\), x has shape \(9,\)"):
+        fb.rational_quadratic_spline(x, w[:4], h[:4], d[:4], bound=B)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got list"):
+        fb.rational_quadratic_spline(x.tolist(), w, h, d, bound=B)
+    with pytest.raises(TypeError, match="must be floating-point tensors, got \\[torch.int64"):
+        fb.spline_knots(w.long(), h, d, bound=B)
+    y, logabsdet = fb.rational_quadratic_spline(x[:0], w[:0], h[:0], d[:0], bound=B)     # zero rows: empty
+    assert y.shape == logabsdet.shape == (0,)

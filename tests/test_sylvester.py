@@ -1,5 +1,7 @@
 """Sylvester flows: log-det against autograd for every variant (direct and amortized), M = 1 is the
 planar layer, the diagonal reparametrization keeps r_ii r~_ii > -1 for extreme raw values."""
+import math
+
 import pytest
 import torch
 
@@ -106,3 +108,55 @@ def test_sylvester_layers_train_in_a_flow_by_reverse_kl():
     x, log_p = flow.sample_and_log_prob(8)
     log_p.sum().backward()
     assert x.shape == (8, 3) and all(p.grad is not None for p in flow.parameters())
+
+
+@pytest.mark.parametrize("make", [lambda: fb.Sylvester(4, m=2), lambda: fb.HouseholderSylvester(4),
+                                  lambda: fb.TriangularSylvester(4, reverse=True)])
+def test_a_zeroed_layer_started_as_identity_is_the_identity(make):
+    """r_ii = a0 / r~_ii divided by zero (NaN); a zero r~_ii is now set to 1 first (the constraint is singular there)."""
+    layer = make()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.zero_()
+    layer.start_as_identity()
+    z = torch.randn(6, 4)
+    x, logabsdet = layer(z)
+    assert torch.equal(x, z) and torch.equal(logabsdet, torch.zeros(6))
+    assert torch.equal(layer.r_tilde.diagonal(), torch.ones(layer.m))
+    (x.pow(2).sum() + logabsdet.sum()).backward()                    # and it can learn: R, R~ get gradients
+    assert all(torch.isfinite(p.grad).all() and p.grad.abs().max() > 0 for p in (layer.r, layer.r_tilde))
+    assert all(torch.isfinite(p.grad).all() for p in layer.parameters() if p.grad is not None)  # Q's too
+
+
+@pytest.mark.parametrize("dtype, a", [(torch.float64, -40.0), (torch.float32, -20.0)])
+def test_log_det_is_exact_where_the_constrained_product_rounds_to_minus_one(dtype, a):
+    """The product r~ r^ rounds to -1 below a = -33.5 (float64) or -14.5 (float32): the log-det was -inf there.
+
+    1-D layer x = z + r^ tanh(r~ z + b), r~ r^ = -1 + softplus(a): log-det = log(tanh^2 + sech^2 softplus(a)),
+    computed here in float64 with the math module (cosh, log1p) as the reference."""
+    layer = fb.TriangularSylvester(1).to(dtype)
+    with torch.no_grad():
+        layer.r.fill_(a), layer.r_tilde.fill_(1.0), layer.b.zero_()
+    R, R_tilde = layer.triangular()[:2]
+    assert (R * R_tilde).item() == -1.0                               # the product itself is exactly -1
+    z = torch.tensor([[0.0], [1e-9], [1e-5], [0.5], [-2.0]], dtype=dtype)
+    _, logabsdet = layer(z)
+    reference = [math.log(math.tanh(v) ** 2 + math.cosh(v) ** -2 * math.log1p(math.exp(a))) for v in z[:, 0].tolist()]
+    assert torch.isfinite(logabsdet).all() and logabsdet[0].item() == pytest.approx(a, rel=1e-6)
+    assert torch.allclose(logabsdet.double(), torch.tensor(reference), rtol=1e-12 if dtype == torch.float64 else 1e-5)
+
+
+def test_arguments_and_contexts_are_checked():
+    with pytest.raises(ValueError, match="hidden must be a positive integer, got 0"):
+        fb.Sylvester(3, hidden=0)                                    # was accepted (unused without a context)
+    with pytest.raises(TypeError, match="constrain must be True or False, got 'no'"):
+        fb.HouseholderSylvester(3, constrain="no")                   # was taken as True
+    with pytest.raises(TypeError, match="reverse must be True or False, got 'x'"):
+        fb.TriangularSylvester(3, reverse="x")
+    with pytest.raises(ValueError, match=r"Sylvester takes no context \(context_features=0\), but got one"):
+        fb.Sylvester(3)(torch.randn(4, 3), torch.randn(4, 2))        # was ignored
+    with pytest.raises(TypeError, match="context has dtype torch.float32 but TriangularSylvester computes in "
+                                        "torch.float64; convert the data with context.double()"):
+        fb.TriangularSylvester(3, context_features=2)(torch.randn(4, 3), torch.randn(4, 2).float())
+    x, logabsdet = fb.Sylvester(3, context_features=2)(torch.zeros(0, 3), torch.zeros(0, 2))   # zero rows
+    assert x.shape == (0, 3) and logabsdet.shape == (0,)

@@ -257,3 +257,75 @@ def test_the_book_build_hides_every_progress_bar(monkeypatch):
     assert progress_bar(range(3), True).disable
     monkeypatch.delenv("TQDM_DISABLE")
     assert not progress_bar(range(3), True).disable
+
+
+class _Rows(Dataset):
+    def __init__(self, n, item=lambda: torch.randn(2)):
+        self.n, self.item = n, item
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return self.item()
+
+
+def test_fit_and_evaluate_nll_refuse_empty_datasets_and_loaders():
+    """Issue 24: an empty DataLoader made fit loop forever (steps=) or take 0 steps (epochs=); an empty
+    Dataset failed inside torch's sampler; evaluate_nll divided by zero."""
+    flow = fb.RealNVP(2, n_layers=2, hidden=4)
+    for data in (_Rows(0), DataLoader(_Rows(0), batch_size=4)):
+        for schedule in ({"steps": 2}, {"epochs": 1}):
+            with pytest.raises(ValueError, match=r"data is empty \((_Rows|DataLoader) of length 0\)"):
+                fb.fit(flow, data, progress=False, **schedule)
+        with pytest.raises(ValueError, match=r"x is empty \((_Rows|DataLoader) of length 0\)"):
+            fb.evaluate_nll(flow, data)
+        with pytest.raises(ValueError, match=r"val_data is empty"):
+            fb.fit(flow, torch.randn(8, 2), steps=1, val_data=data, progress=False)
+    with pytest.raises(ValueError, match=r"data is empty \(shape \(0, 1, 4, 4\)\)"):
+        fb.fit(fb.Glow(1, 4, 4, n_layers=1, hidden=4), torch.zeros(0, 1, 4, 4), steps=1, progress=False)
+
+
+def test_fit_names_bad_models_loaders_generators_and_transforms():
+    flow, x = fb.RealNVP(2, n_layers=2, hidden=4), torch.randn(8, 2)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module with a log_prob.* got str"):
+        fb.fit("flow", x, steps=1, progress=False)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module with a log_prob.* got Linear"):
+        fb.evaluate_nll(nn.Linear(2, 2), x)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator, got int"):
+        fb.fit(flow, x, steps=1, generator=0, progress=False)
+    with pytest.raises(TypeError, match="transform_batch must be a function of a batch, got int"):
+        fb.fit(flow, x, steps=1, transform_batch=3, progress=False)
+    with pytest.raises(ValueError, match=r"data is a TensorDataset of 3 tensors; expected \(x,\) or \(x, context\)"):
+        fb.fit(flow, TensorDataset(x, x, x), steps=1, progress=False)
+    dicts = DataLoader(_Rows(4, lambda: {"x": torch.randn(2)}), batch_size=2)
+    with pytest.raises(TypeError, match=r"got dict of length 1 \(let the Dataset return x or \(x, context\), not a dict\)"):
+        fb.fit(flow, dicts, steps=1, progress=False)
+
+
+def test_optimize_checks_its_arguments():
+    """Issue 24: lr=0 and steps=-1 ran silently, steps=2.5, a list of batches, a vector loss, a short
+    iterator, eval_every=0 and model=None failed inside Python or torch."""
+    import itertools
+    w = torch.zeros(2, requires_grad=True)
+    run = lambda loss=lambda _: w.sum(), batches=itertools.repeat(None), steps=2, **kw: fb.optimize(  # noqa: E731
+        kw.pop("model", None), loss, batches, steps, **{"params": [w], "progress": False, **kw})
+    for kw, error, match in [({"steps": -1}, ValueError, "steps must be a whole number >= 0, got -1"),
+                             ({"steps": 2.5}, ValueError, "steps must be a whole number >= 0, got 2.5"),
+                             ({"lr": 0}, ValueError, "lr must be a finite number > 0, got 0"),
+                             ({"clip_grad": 0}, ValueError, "clip_grad must be a finite number > 0"),
+                             ({"eval_every": 0, "validate": lambda: 1.0}, ValueError, "eval_every must be"),
+                             ({"params": None}, ValueError, "model=None needs params="),
+                             ({"batches": iter([None])}, ValueError, "batches ran out after 1 batches; expected "
+                                                                     "at least steps=2"),
+                             ({"loss": lambda _: w * 1}, TypeError, "loss.batch. must return a scalar tensor"),
+                             ({"loss": lambda _: (w.sum(), {"foo": 1.0})}, ValueError,
+                              "loss returned the extra 'foo', but History has no list 'foo'")]:
+        with pytest.raises(error, match=match):
+            run(**kw)
+    assert run(batches=[None, None]).steps == 2          # any iterable of batches
+    assert run(steps=0).steps == 0                       # no step: nothing to do
+    model = nn.Linear(1, 1)
+    with pytest.raises(FloatingPointError, match="the validation loss is NaN after step 1"):
+        fb.optimize(model, lambda _: model.weight.sum(), itertools.repeat(None), 2, validate=lambda: math.nan,
+                    eval_every=1, progress=False)

@@ -1,4 +1,6 @@
 """check_autoregressive: the order of any function's Jacobian, a student's MADE included; check_bijection's pointer."""
+import math
+
 import pytest
 import torch
 
@@ -118,3 +120,23 @@ def test_check_bijection_points_to_check_autoregressive():
 
     with pytest.raises(AssertionError, match=r"not triangular.*x_1 on z_2.*fb.check_autoregressive\(layer, 2\)"):
         fb.check_bijection(Leaky(), torch.randn(5, 2))
+
+
+def test_check_autoregressive_names_bad_arguments():
+    """Issue 24: these failed inside torch or Python, or (a boolean order, interleaved="yes") ran silently."""
+    pair = lambda v: (v.cumsum(1), None)  # noqa: E731  (a bijection: x_j depends on z_1..z_j)
+    assert fb.check_autoregressive(pair, 3).violations == []
+    for kw, error, match in [({"order": "abc"}, TypeError, "order must be 3 integers, got str"),
+                             ({"order": [True, False, True]}, TypeError, "order must be 3 integers .* dtype torch.bool"),
+                             ({"interleaved": "yes"}, TypeError, "interleaved must be True or False, got 'yes'"),
+                             ({"perturb": math.nan}, ValueError, "perturb must be a finite number >= 0, got nan"),
+                             ({"context": torch.zeros(0, 2)}, ValueError, "context has 0 rows; expected one or more")]:
+        with pytest.raises(error, match=match):
+            fb.check_autoregressive(pair, 3, **kw)
+    with pytest.raises(TypeError, match="f must be a function or a module called as f.x., got int"):
+        fb.check_autoregressive(3, 3)
+    with pytest.raises(ValueError, match=r"order \(f's degrees\) must be 4 integers .* is f for 3 features, not "
+                                         "features=4"):
+        fb.check_autoregressive(fb.MADE(3, hidden=8), 4)
+    with pytest.raises(ValueError, match=r"f must return .* got NoneType"):
+        fb.check_autoregressive(lambda v: None, 3)

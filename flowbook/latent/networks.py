@@ -18,7 +18,7 @@ from ..distributions import gaussian_log_prob
 from ..nn import mlp
 from ..transforms.autoregressive import MaskedAffineAutoregressive
 from ..transforms.linear import ReversePermutation
-from ..validation import check_dim, check_features, check_positive
+from ..validation import check_count, check_dim, check_features, check_positive
 
 __all__ = ["GaussianEncoder", "BernoulliDecoder", "GaussianDecoder", "gaussian_kl", "posterior_iaf"]
 
@@ -91,7 +91,8 @@ class GaussianEncoder(nn.Module):
                  context_features: int = 0, flow_context_features: int = 0):
         super().__init__()
         self.features, self.latent = check_dim(features, "features"), check_dim(latent, "latent")
-        self.context_features, self.flow_context_features = int(context_features), int(flow_context_features)
+        self.context_features = check_count(context_features, "context_features")
+        self.flow_context_features = check_count(flow_context_features, "flow_context_features")
         self.net = mlp(self.features + self.context_features, 2 * self.latent + self.flow_context_features,
                        hidden, depth, zero_init=False)
 
@@ -119,8 +120,8 @@ class BernoulliDecoder(nn.Module):
                  context_features: int = 0):
         super().__init__()
         self.latent, self.features = check_dim(latent, "latent"), check_dim(features, "features")
-        self.net = mlp(self.latent + int(context_features), self.features, hidden, depth,
-                       zero_init=False)
+        self.context_features = check_count(context_features, "context_features")
+        self.net = mlp(self.latent + self.context_features, self.features, hidden, depth, zero_init=False)
 
     def log_prob(self, x, z, context=None):
         r""":math:`\log p(x|z)` of binary rows ``x``; any other value raises ``ValueError`` (not a probability)."""
@@ -151,8 +152,8 @@ class GaussianDecoder(nn.Module):
                  context_features: int = 0, std: float = 1.0, learn_std: bool = True):
         super().__init__()
         self.latent, self.features = check_dim(latent, "latent"), check_dim(features, "features")
-        self.net = mlp(self.latent + int(context_features), self.features, hidden, depth,
-                       zero_init=False)
+        self.context_features = check_count(context_features, "context_features")
+        self.net = mlp(self.latent + self.context_features, self.features, hidden, depth, zero_init=False)
         log_std = torch.full((self.features,), math.log(check_positive(std, "std")))
         if learn_std:
             self.log_std = nn.Parameter(log_std)

@@ -36,7 +36,7 @@ from torch import nn
 from ..core import Bijection
 from ..distributions import _LOG_2PI, StandardNormal, mixture_log_prob, mixture_rsample
 from ..flow import Flow
-from ..validation import check_count, check_features, check_tensor, model_dtype
+from ..validation import check_context, check_count, check_features, check_tensor, model_dtype
 from .networks import GaussianEncoder, gaussian_kl
 
 __all__ = ["VampPrior", "ELBOTerms", "VAE"]
@@ -60,7 +60,11 @@ class VampPrior(nn.Module):
 
     def __init__(self, encoder: GaussianEncoder, pseudo_inputs: torch.Tensor):
         super().__init__()
+        if getattr(encoder, "context_features", 0):
+            raise ValueError("VampPrior needs an unconditional encoder (context_features=0): its pseudo-inputs "
+                             f"have no condition, got context_features={encoder.context_features}")
         self.encoder, self.features = encoder, encoder.latent
+        pseudo_inputs = check_tensor(pseudo_inputs, "pseudo_inputs", encoder.features)
         self.pseudo_inputs = nn.Parameter(pseudo_inputs.detach().clone())
 
     def log_prob(self, z):
@@ -109,7 +113,9 @@ class VAE(nn.Module):
             ``z_T, logabsdet = flow(z_0, context=h(x))``.
 
     A conditional VAE is built from an encoder and a decoder that take ``context_features``; the
-    condition ``y`` is then passed as ``context`` to ``elbo``, ``log_prob`` and ``sample``.
+    condition ``y`` is then passed as ``context`` to ``elbo``, ``log_prob`` and ``sample``. A
+    context is needed exactly when ``context_features > 0`` (``ValueError`` otherwise, naming the
+    method), and the encoder and decoder must agree on ``latent``, ``features`` and ``context_features``.
 
     ``log_prob(x)`` returns the one-sample ELBO (a stochastic *lower bound*, not the exact
     log-likelihood); it exists so that ``flowbook.fit(vae, x)`` maximizes the ELBO.
@@ -136,6 +142,17 @@ class VAE(nn.Module):
             raise ValueError(f"flow works on {flow.features} features, expected latent={self.latent}")
         if getattr(self.prior, "features", self.latent) != self.latent:
             raise ValueError(f"prior has {self.prior.features} features, expected latent={self.latent}")
+        for name, mine in (("latent", self.latent), ("features", self.features),
+                           ("context_features", encoder.context_features)):
+            if getattr(decoder, name, mine) != mine:
+                raise ValueError(f"decoder has {name}={getattr(decoder, name)}, the encoder {mine}: they must agree")
+        widths = {m.context_features for m in (flow.modules() if flow is not None else ())
+                  if isinstance(getattr(m, "context_features", 0), int) and getattr(m, "context_features", 0) > 0}
+        if widths and encoder.flow_context_features not in widths:
+            raise ValueError(f"the posterior flow is conditioned on a context of width {max(widths)}, but the "
+                             f"encoder emits flow_context_features={encoder.flow_context_features}; build the "
+                             f"encoder with flow_context_features={max(widths)}")
+        self.context_features = encoder.context_features
         self.flow = flow
 
     def posterior_sample(self, x, context=None, n: int = 1):
@@ -157,9 +174,10 @@ class VAE(nn.Module):
             z, logabsdet = self.flow(z, h)
         return z, log_q0, logabsdet, (mu, log_std)
 
-    def _data(self, x, context):
+    def _data(self, x, context, method="elbo"):
         """``x`` and ``context`` checked where they enter, converted to the model's dtype when exact."""
         dtype = model_dtype(self)
+        check_context(context, self.context_features, "the VAE", method)
         x = check_tensor(x, "x", self.features, dtype, owner="the VAE")
         if context is not None:
             context = check_tensor(context, "context", None, dtype, owner="the VAE")
@@ -189,6 +207,7 @@ class VAE(nn.Module):
 
     def log_prob(self, x, context=None):
         """The one-sample ELBO per row (a lower bound on log p(x)), for ``flowbook.fit``."""
+        check_context(context, self.context_features, "the VAE", "log_prob")
         return self.elbo(x, context).elbo
 
     @torch.no_grad()
@@ -197,7 +216,7 @@ class VAE(nn.Module):
 
         A lower bound on :math:`\log p(x)` that tightens as ``n`` grows; with ``n=1`` it is the ELBO.
         """
-        x, context = self._data(x, context)
+        x, context = self._data(x, context, "log_marginal")
         n = check_count(n, "n", 1)
         z, log_q0, logabsdet, _ = self.posterior_sample(x, context, n)
         xr, cr = x.repeat_interleave(n, 0), None if context is None else context.repeat_interleave(n, 0)
@@ -207,5 +226,12 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, context=None):
         """Decoder means at ``n`` prior draws (images look better as means than as Bernoulli noise)."""
-        z = self.prior.sample(check_count(n, "n"))
+        n = check_count(n, "n")
+        check_context(context, self.context_features, "the VAE", "sample", rows=n)
+        if context is not None:   # one (c,) or (1, c) condition for every sample, or n rows
+            context = context.reshape(1, -1) if isinstance(context, torch.Tensor) and context.dim() == 1 else context
+            context = check_tensor(context, "context", self.context_features, model_dtype(self), owner="the VAE")
+            if len(context) not in (1, n):
+                raise ValueError(f"context has {len(context)} rows, expected 1 (shared) or n={n}")
+        z = self.prior.sample(n)
         return self.decoder.mean(z, None if context is None else context.expand(n, -1))

@@ -19,7 +19,7 @@ import textwrap
 
 import torch
 
-__all__ = ["check", "format_value", "source"]
+__all__ = ["check", "format_value", "glue", "source"]
 
 
 def format_value(value) -> str:
@@ -72,6 +72,26 @@ def check(condition, what: str, value=None) -> None:
     if not condition:
         raise AssertionError(f"✗ {what}" + ("" if value is None else f": measured {format_value(value)}"))
     print(f"✓ {what}{shown}")
+
+
+def glue(name: str, value, display: bool = False) -> None:
+    """Keep ``value`` under ``name`` for the page's text: ``{glue:text}`name:.3f``` quotes it (MyST-NB).
+
+    The chapters quote every computed number this way, so text and output cannot disagree. In the
+    book build this is ``myst_nb.glue``; where MyST-NB is not installed (Colab, a plain Jupyter) it
+    does nothing, and the number is printed by the cell that computed it. ``display=False`` (the
+    default here) keeps the value out of the cell's output.
+
+    Example:
+        >>> glue("answer", 42)      # no output; in the book, {glue:text}`answer` reads 42
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string, got {name!r}")
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    myst_glue(name, value, display=display)
 
 
 def source(obj, lines: tuple | None = None, docstring: bool = False) -> str:

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..core import Bijection
 from ..nn import mlp
-from ..validation import check_clamp, check_context, check_dim
+from ..validation import check_clamp, check_context, check_count, check_dim
 from .elementwise import soft_clamp
 
 __all__ = ["Coupling", "AdditiveCoupling", "AffineCoupling", "half_mask", "alternating_mask",
@@ -45,17 +45,20 @@ def alternating_mask(features: int, even: bool = True) -> torch.Tensor:
 
 def checkerboard_mask(channels: int, height: int, width: int, even: bool = True) -> torch.Tensor:
     """Flat (C*H*W,) mask, ``True`` where ``(h + w)`` is even (odd with ``even=False``), every channel."""
-    h, w = torch.meshgrid(torch.arange(check_dim(height)), torch.arange(check_dim(width)), indexing="ij")
-    m = ((h + w) % 2 == 0).expand(check_dim(channels), -1, -1).reshape(-1)
+    height, width = check_dim(height, "height"), check_dim(width, "width")
+    if height * width < 2:
+        raise ValueError(f"checkerboard_mask needs at least 2 pixels (height * width >= 2), got {height} x {width}")
+    h, w = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    m = ((h + w) % 2 == 0).expand(check_dim(channels, "channels"), -1, -1).reshape(-1)
     return m if even else ~m
 
 
 def channel_mask(channels: int, height: int, width: int, first: bool = True) -> torch.Tensor:
     """Flat (C*H*W,) mask, ``True`` on the first ``C // 2`` channels (the rest with ``first=False``)."""
-    c = check_dim(channels)
+    c = check_dim(channels, "channels")
     if c < 2:
         raise ValueError(f"channel_mask needs at least 2 channels, got {c}")
-    m = (torch.arange(c) < c // 2).repeat_interleave(check_dim(height) * check_dim(width))
+    m = (torch.arange(c) < c // 2).repeat_interleave(check_dim(height, "height") * check_dim(width, "width"))
     return m if first else ~m
 
 
@@ -84,7 +87,7 @@ class Coupling(Bijection):
             raise ValueError("mask must be a 1-D boolean tensor with at least one True and one False "
                              f"entry, got {mask.int().tolist() if mask.dim() == 1 else tuple(mask.shape)}")
         self.features = mask.numel()
-        self.context_features = int(context_features)
+        self.context_features = check_count(context_features, "context_features")
         self.outputs_per_feature = check_dim(outputs_per_feature, "outputs_per_feature")
         self.net_outputs = self.outputs_per_feature * int((~mask).sum())  # what the conditioner returns per row
         self.register_buffer("mask", mask)

@@ -20,6 +20,8 @@ tail weight :math:`\tau_i = e^{\delta_i}`,
 
 with inverse :math:`z_i = \sinh((\mathrm{asinh}(x_i) + \epsilon_i)/\tau_i)`. :math:`\tau > 1` gives
 heavier tails, :math:`\tau < 1` lighter ones, :math:`\epsilon` skews. It starts as the identity.
+The last term is computed as :math:`\log m + \tfrac12\log(1 + r^2)` with :math:`m = \max(|z|, 1)`,
+:math:`r = \min(|z|, 1/|z|)`: :math:`z^2` itself would overflow for :math:`|z| > 1.8 \cdot 10^{19}` in float32.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..core import Bijection
-from ..validation import check_dim
+from ..validation import check_dim, check_positive
 
 __all__ = ["SinhArcsinh", "Scaling", "Logit", "soft_clamp"]
 
@@ -56,6 +58,14 @@ def _log_cosh(u):
     return a + F.softplus(-2 * a) - math.log(2)
 
 
+def _half_log1p_square(x):
+    # log(1 + x^2) / 2 = log m + log1p(r^2) / 2 with m = max(|x|, 1), r = min(|x|, 1/|x|): x * x never overflows
+    a = x.abs()
+    m = a.clamp(min=1)
+    r = torch.where(a > 1, 1 / m, a)
+    return m.log() + 0.5 * torch.log1p(r * r)
+
+
 class SinhArcsinh(Bijection):
     r"""Elementwise :math:`x = \sinh(e^{\delta}\,\mathrm{asinh}(z) - \epsilon)` with learnable ``skew`` and ``log_tail``.
 
@@ -77,13 +87,13 @@ class SinhArcsinh(Bijection):
     def forward(self, z, context=None):
         self.check_input(z, "z")
         u = self.log_tail.exp() * torch.asinh(z) - self.skew
-        logabsdet = self.log_tail + _log_cosh(u) - 0.5 * torch.log1p(z * z)
+        logabsdet = self.log_tail + _log_cosh(u) - _half_log1p_square(z)
         return torch.sinh(u), logabsdet.sum(1)
 
     def inverse(self, x, context=None):
         self.check_input(x, "x")
         w = (torch.asinh(x) + self.skew) * torch.exp(-self.log_tail)
-        logabsdet = -self.log_tail + _log_cosh(w) - 0.5 * torch.log1p(x * x)
+        logabsdet = -self.log_tail + _log_cosh(w) - _half_log1p_square(x)
         return torch.sinh(w), logabsdet.sum(1)
 
 
@@ -148,7 +158,7 @@ class Logit(Bijection):
         if isinstance(features, (tuple, list, torch.Size)):  # an image's event shape (C, H, W)
             self.event_shape = tuple(check_dim(s, "features (an event shape)") for s in features)
             features = math.prod(self.event_shape)
-        self.features, self.alpha = check_dim(features), float(alpha)
+        self.features, self.alpha = check_dim(features), check_positive(alpha, "alpha", allow_zero=True)
         if not 0 <= self.alpha < 0.5:
             raise ValueError(f"alpha must be in [0, 0.5), got {alpha}")
 

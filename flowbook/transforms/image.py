@@ -16,11 +16,12 @@ Each layer acts on every pixel alike:
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..core import Bijection, Compose
-from ..validation import check_clamp, check_context, check_dim
+from ..validation import check_clamp, check_context, check_count, check_dim
 from .elementwise import soft_clamp
 from .linear import LULinear
 from .normalization import ActNorm
@@ -74,6 +75,24 @@ class InvertibleConv1x1(Bijection):
         return f"channels={self.event_shape[0]}"
 
 
+def _check_mask(mask) -> torch.Tensor:
+    """A coupling's mask as a ``(C, H, W)`` boolean tensor with both values, or a ``TypeError``/``ValueError``."""
+    if not isinstance(mask, (torch.Tensor, np.ndarray, list, tuple)):
+        raise TypeError(f"mask must be a (C, H, W) boolean tensor, got {type(mask).__name__}")
+    try:
+        values = torch.as_tensor(mask)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"mask must be a (C, H, W) boolean tensor, got {type(mask).__name__} {mask!r:.60}") from None
+    if values.dtype != torch.bool and not ((values == 0) | (values == 1)).all():
+        raise ValueError("mask must hold booleans (or 0s and 1s: True on the conditioning part), got other values")
+    mask = values.bool()
+    if mask.dim() != 3 or mask.all() or not mask.any():
+        raise ValueError("mask must be a (C, H, W) (or (C, 1, 1)) boolean tensor with at least one True and "
+                         f"one False entry, got shape {tuple(mask.shape)}"
+                         + (" with every entry " + str(bool(mask.all())) if mask.dim() == 3 else ""))
+    return mask
+
+
 class ConvAffineCoupling(Bijection):
     r"""RealNVP's affine coupling on images, with a mask and a convolutional network.
 
@@ -110,14 +129,11 @@ class ConvAffineCoupling(Bijection):
     def __init__(self, mask, net: nn.Module | None = None, hidden: int = 32, context_features: int = 0,
                  clamp: float | None = 3.0):
         super().__init__()
-        mask = torch.as_tensor(mask, dtype=torch.bool)
-        if mask.dim() != 3 or mask.all() or not mask.any():
-            raise ValueError("mask must be a (C, H, W) (or (C, 1, 1)) boolean tensor with at least one True and "
-                             f"one False entry, got shape {tuple(mask.shape)}")
+        mask = _check_mask(mask)
         check_clamp(clamp)
         c, h, w = mask.shape
         self.event_shape = (c, None, None) if (h, w) == (1, 1) else (c, h, w)
-        self.context_features, self.clamp = int(context_features), clamp
+        self.context_features, self.clamp = check_count(context_features, "context_features"), clamp
         self.register_buffer("mask", mask)
         if net is None:
             hidden = check_dim(hidden, "hidden")
@@ -132,6 +148,8 @@ class ConvAffineCoupling(Bijection):
     def shift_and_log_scale(self, z_a, context=None):
         """The network's maps ``(t, s)`` for the masked image ``z_a``, ``s`` soft-clamped, both 0 on A."""
         check_context(context, self.context_features, "ConvAffineCoupling")
+        if context is not None and len(context) != len(z_a):
+            raise ValueError(f"context has {len(context)} rows, expected {len(z_a)}: one per image of the batch")
         h = z_a if context is None else torch.cat([z_a, context[:, :, None, None].expand(-1, -1, *z_a.shape[2:])], 1)
         out = self.net(h)
         n, c = z_a.shape[:2]
@@ -188,6 +206,9 @@ class GlowStep(Compose):
                 raise ValueError("GlowStep with 1 channel needs a mask= (a channel mask needs channels >= 2), "
                                  "e.g. checkerboard_mask(1, H, W).reshape(1, H, W)")
             mask = (torch.arange(c) < c // 2).reshape(c, 1, 1)
+        mask = _check_mask(mask)
+        if mask.shape[0] != c:
+            raise ValueError(f"mask has {mask.shape[0]} channels (shape {tuple(mask.shape)}), expected channels={c}")
         super().__init__(ConvAffineCoupling(mask, net, hidden, context_features, clamp),
                          InvertibleConv1x1(c), ActNorm(c, dims=(0, 2, 3)))
 

@@ -108,6 +108,8 @@ class Partial(Bijection):
     def __init__(self, bijection: Bijection, index, features: int | None = None, *, channels: int | None = None,
                  height: int | None = None, width: int | None = None):
         super().__init__()
+        if not isinstance(bijection, Bijection):
+            raise TypeError(f"bijection must be a flowbook.Bijection, got {type(bijection).__name__}")
         if (features is None) == (channels is None):
             raise ValueError("Partial needs features= (vectors) or channels=, height=, width= (images), not both")
         if features is not None:
@@ -115,9 +117,16 @@ class Partial(Bijection):
         else:
             self.event_shape = (check_dim(channels, "channels"), check_dim(height, "height"), check_dim(width, "width"))
             self.features, size = channels * height * width, channels
-        index = torch.as_tensor(index, dtype=torch.long)
-        if index.dim() != 1 or len(index.unique()) != len(index) or index.min() < 0 or index.max() >= size:
-            raise ValueError(f"index must hold distinct indices in 0..{size - 1}")
+        try:
+            index = torch.as_tensor(index)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"index must be a list or tensor of integers, got {type(index).__name__}") from None
+        if index.numel() and (index.is_floating_point() or index.is_complex() or index.dtype == torch.bool):
+            raise TypeError(f"index must hold integers (channel or feature numbers), got dtype {index.dtype}")
+        if (index.dim() != 1 or len(index) == 0 or len(index.unique()) != len(index) or index.min() < 0
+                or index.max() >= size):
+            raise ValueError(f"index must hold one or more distinct indices in 0..{size - 1}, got {index.tolist()}")
+        index = index.long()
         inner = len(index) * (1 if features is not None else height * width)
         if bijection.features is not None and bijection.features != inner:
             raise ValueError(f"bijection works on {bijection.features} features but index selects {inner}")

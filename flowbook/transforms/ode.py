@@ -27,22 +27,28 @@ fixed-step Euler and RK4 loops, written out for reading, are ``flowbook.integrat
 """
 from __future__ import annotations
 
+import difflib
+
 import torch
+from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
 from ..core import Bijection
-from ..validation import check_dim
+from ..integrators import check_times
+from ..validation import check_dim, check_finite, check_positive
 
 __all__ = ["ODEFlow", "trace_exact", "trace_hutchinson", "FIXED_STEP_METHODS"]
 
 FIXED_STEP_METHODS = ("euler", "midpoint", "rk4", "heun3")
+ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 
 
 def trace_exact(v: torch.Tensor, z: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
     r"""Exact :math:`\operatorname{tr}\,\partial v/\partial z` per row: one backward pass per dimension.
 
     Pass ``i`` differentiates :math:`\sum_{\text{rows}} v_i` and keeps :math:`\partial v_i/\partial z_i`
-    (rows do not interact), so the cost is ``D`` vector-Jacobian products.
+    (rows do not interact), so the cost is ``D`` vector-Jacobian products. A ``v`` that does not
+    depend on ``z`` (a constant, or a function of time only) has divergence 0.
 
     Args:
         v: ``(batch, D)`` values of the field, computed from ``z`` with autograd on.
@@ -57,9 +63,12 @@ def trace_exact(v: torch.Tensor, z: torch.Tensor, create_graph: bool = False) ->
         tensor([-2., -2., -2.])
     """
     trace = v.new_zeros(v.shape[0])
+    if not check_trace_input(v, z):
+        return trace                              # v does not depend on z
     for i in range(z.shape[1]):
-        grad_i = torch.autograd.grad(v[:, i].sum(), z, create_graph=create_graph, retain_graph=True)[0]
-        trace = trace + grad_i[:, i]
+        grad_i = torch.autograd.grad(v[:, i].sum(), z, create_graph=create_graph, retain_graph=True,
+                                     allow_unused=True)[0]
+        trace = trace if grad_i is None else trace + grad_i[:, i]
     return trace
 
 
@@ -68,7 +77,8 @@ def trace_hutchinson(v: torch.Tensor, z: torch.Tensor, eps: torch.Tensor, create
 
     One vector-Jacobian product gives the row vector :math:`\varepsilon^\top J`; its dot product with
     :math:`\varepsilon` is unbiased for :math:`\operatorname{tr} J` when
-    :math:`\mathbb E[\varepsilon\varepsilon^\top] = I` (Gaussian or Rademacher ``eps``).
+    :math:`\mathbb E[\varepsilon\varepsilon^\top] = I` (Gaussian or Rademacher ``eps``, the shape of ``z``).
+    A ``v`` that does not depend on ``z`` gives 0.
 
     Example:
         >>> import torch
@@ -78,7 +88,12 @@ def trace_hutchinson(v: torch.Tensor, z: torch.Tensor, eps: torch.Tensor, create
         >>> trace_hutchinson(z @ torch.tensor([[1.0, 5.0], [7.0, -3.0]]).T, z, eps)   # 1 - 3 +- (5 + 7)
         tensor([ 10., -14., -14.,  10.])
     """
-    eps_jacobian = torch.autograd.grad(v, z, eps, create_graph=create_graph)[0]   # the row eps^T J
+    if not check_trace_input(v, z, eps):
+        return v.new_zeros(v.shape[0])           # v does not depend on z
+    eps_jacobian = torch.autograd.grad(v, z, eps, create_graph=create_graph,   # eps^T J
+                                       allow_unused=True)[0]
+    if eps_jacobian is None:                      # v does not depend on z
+        return v.new_zeros(v.shape[0])
     return (eps_jacobian * eps).sum(1)
 
 
@@ -93,16 +108,19 @@ class ODEFlow(Bijection):
         field: a module called as ``field(t, z)`` (or ``field(t, z, context)``) returning
             ``(batch, features)``, e.g. ``flowbook.nn.VectorField``.
         features: number of features.
-        t0, t1: start and end time.
+        t0, t1: start and end time (finite; ``t0 == t1`` is the identity).
         trace: ``"exact"`` (``D`` backward passes per evaluation) or ``"hutchinson"``.
         probe: ``"gaussian"`` or ``"rademacher"``, the distribution of Hutchinson's probe; one
             probe per row is drawn per solve and held fixed along the trajectory.
         method: a ``torchdiffeq`` solver: fixed-step ``"euler"``, ``"midpoint"``, ``"rk4"``,
             ``"heun3"`` (then ``solver_steps`` equal steps), or adaptive (``"dopri5"``, ...; then
-            ``rtol``, ``atol``).
+            ``rtol``, ``atol``). An unknown name raises ``ValueError`` with the closest known one.
         solver_steps: number of integration steps of a fixed-step method.
         adjoint: backpropagate with the adjoint ODE (memory independent of the number of steps)
             instead of through the solver's operations.
+
+    A non-finite state or log-det at the end of a solve raises ``FloatingPointError`` naming the
+    field and, for a fixed-step method, the first step where it appeared (one check per solve).
 
     Example:
         >>> import torch, flowbook
@@ -118,6 +136,14 @@ class ODEFlow(Bijection):
                  probe: str = "gaussian", method: str = "dopri5", solver_steps: int | None = None,
                  rtol: float = 1e-5, atol: float = 1e-5, adjoint: bool = False):
         super().__init__()
+        if not callable(field):
+            raise TypeError(f"field must be callable as field(t, z), e.g. flowbook.nn.VectorField, got {field!r}")
+        if isinstance(getattr(field, "features", None), int) and field.features != features:
+            raise ValueError(f"the field has features={field.features} but ODEFlow got features={features!r}")
+        if adjoint and not isinstance(field, nn.Module):
+            raise TypeError("adjoint=True needs the field to be a torch.nn.Module (the adjoint ODE carries its "
+                            f"parameters), got {type(field).__name__}")
+        method = check_method(method)
         if trace not in ("exact", "hutchinson"):
             raise ValueError(f"trace must be 'exact' or 'hutchinson', got {trace!r}")
         if probe not in ("gaussian", "rademacher"):
@@ -128,8 +154,9 @@ class ODEFlow(Bijection):
             raise ValueError(f"solver_steps is for the fixed-step methods {FIXED_STEP_METHODS}; {method!r} "
                              "chooses its own steps (set rtol, atol)")
         self.field, self.features = field, check_dim(features)
-        self.t0, self.t1, self.trace, self.probe = float(t0), float(t1), trace, probe
-        self.method, self.rtol, self.atol, self.adjoint = method, rtol, atol, adjoint
+        (self.t0, self.t1), self.trace, self.probe = check_times(t0, t1), trace, probe
+        self.method, self.adjoint = method, adjoint
+        self.rtol, self.atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
         self.solver_steps = None if solver_steps is None else check_dim(solver_steps, "solver_steps")
 
     def forward(self, z, context=None):
@@ -141,13 +168,23 @@ class ODEFlow(Bijection):
         return self.integrate(x, self.t1, self.t0, context)
 
     def integrate(self, z, t_start: float, t_end: float, context=None):
-        r"""Solve for :math:`(z(t), \ell(t))` from ``t_start`` to ``t_end`` with :math:`\ell(t_\text{start}) = 0`."""
+        r"""Solve for :math:`(z(t), \ell(t))` from ``t_start`` to ``t_end`` with :math:`\ell(t_\text{start}) = 0`.
+
+        A zero time span, or no rows, is the identity (log-det exactly 0) without calling the solver.
+        """
+        if t_start == t_end or len(z) == 0:
+            return z.clone(), z.new_zeros(len(z))
         eps = None if self.trace == "exact" else self.probe_noise(z)
         times = torch.linspace(t_start, t_end, (self.solver_steps or 1) + 1, dtype=z.dtype, device=z.device)
         solve = odeint_adjoint if self.adjoint else odeint
         options = {"adjoint_params": tuple(self.field.parameters())} if self.adjoint else {}
-        zs, logabsdets = solve(lambda t, state: self.dynamics(t, state, eps, context), (z, z.new_zeros(len(z))),
-                               times, method=self.method, rtol=self.rtol, atol=self.atol, **options)
+        try:
+            zs, logabsdets = solve(lambda t, state: self.dynamics(t, state, eps, context), (z, z.new_zeros(len(z))),
+                                   times, method=self.method, rtol=self.rtol, atol=self.atol, **options)
+        except (AssertionError, RuntimeError, IndexError) as err:   # name the cause where we can tell it
+            raise self._diagnose(z, times, context, err) from err
+        if not torch.isfinite(logabsdets[-1] + zs[-1].sum(1)).all():   # one check per solve
+            self._check_finite_path(z, times, zs, logabsdets)
         return zs[-1], logabsdets[-1]
 
     def dynamics(self, t, state, eps=None, context=None):
@@ -164,6 +201,50 @@ class ODEFlow(Bijection):
                 trace = trace_hutchinson(v, z, eps, create_graph=training)
         return (v, trace) if training else (v.detach(), trace.detach())
 
+    def _diagnose(self, z, times, context, err):
+        """The error to raise for a failed solve: the input, the field's output, or the solver's ``err``."""
+        t, name = times[0].item(), "z" if times[0].item() == self.t0 else "x"
+        check_finite(z, name)
+        try:
+            with torch.no_grad():
+                v = self.field(times[0], z) if context is None else self.field(times[0], z, context)
+        except Exception:                       # the field fails by itself: its own error says why
+            return err
+        if not isinstance(v, torch.Tensor) or v.shape != z.shape:
+            return ValueError(f"the field returned {tuple(getattr(v, 'shape', ())) or type(v).__name__} for points "
+                              f"of shape {tuple(z.shape)}; a velocity field returns the points' shape")
+        if not torch.isfinite(v).all():
+            return FloatingPointError(f"the field {self._field_name()} returned a non-finite value at t={t:g} "
+                                      f"(the start of the solve){self._bad_parameter()}")
+        if isinstance(err, AssertionError) and "underflow in dt" in str(err):
+            return FloatingPointError(
+                f"the adaptive solver {self.method!r} shrank its step to 0 between t={t:g} and t={times[-1].item():g}: "
+                f"the field {self._field_name()} returned a non-finite value along the way, or the ODE is too stiff "
+                f"for rtol={self.rtol:g}, atol={self.atol:g}{self._bad_parameter()}; a fixed-step method "
+                "(method='rk4', solver_steps=...) shows where")
+        return err
+
+    def _check_finite_path(self, z, times, zs, logabsdets):
+        """Raise ``FloatingPointError`` naming the field and the first step whose state or log-det is not finite."""
+        bad = ~(torch.isfinite(zs).flatten(2).all(2) & torch.isfinite(logabsdets))   # (times, rows)
+        if not bad.any():
+            return                              # the sum overflowed, every value is finite
+        check_finite(z, "z" if times[0].item() == self.t0 else "x")
+        k, times = int(bad.any(1).nonzero()[0, 0]), times.tolist()
+        where = f"between t={times[k - 1]:g} and t={times[k]:g}" if k else f"at t={times[0]:g}"
+        raise FloatingPointError(f"the field {self._field_name()} returned a non-finite value {where}: the state or "
+                                 f"log-det of {int(bad[-1].sum())} of {len(z)} rows is NaN or infinite at the end of "
+                                 f"the solve (method {self.method!r}){self._bad_parameter()}")
+
+    def _field_name(self) -> str:
+        return type(self.field).__name__ if isinstance(self.field, nn.Module) else repr(self.field)
+
+    def _bad_parameter(self) -> str:
+        """``"; its parameter NAME holds NaN or inf ..."`` for the field's first non-finite parameter, else ``""``."""
+        params = self.field.named_parameters() if isinstance(self.field, nn.Module) else ()
+        name = next((n for n, p in params if not torch.isfinite(p).all()), None)
+        return "" if name is None else f"; its parameter {name} holds NaN or inf (training diverged? try a smaller lr)"
+
     def probe_noise(self, z):
         """One Hutchinson probe per row, with E[eps eps^T] = I: Gaussian or Rademacher (random ±1)."""
         if self.probe == "gaussian":
@@ -175,3 +256,25 @@ class ODEFlow(Bijection):
                   else f"rtol={self.rtol:g}, atol={self.atol:g}")
         return (f"features={self.features}, t=[{self.t0:g}, {self.t1:g}], trace={self.trace!r}, "
                 f"method={self.method!r}, {solver}, adjoint={self.adjoint}")
+
+
+def check_method(method) -> str:
+    """``method`` if ``ODEFlow`` knows it, else ``ValueError`` with the known names and the closest one."""
+    known = FIXED_STEP_METHODS + ADAPTIVE_METHODS
+    if method in known:
+        return method
+    close = [m for m in known if m == str(method).lower()] or difflib.get_close_matches(str(method), known, n=1)
+    raise ValueError(f"unknown method {method!r}; expected one of the fixed-step methods {FIXED_STEP_METHODS} "
+                     f"(with solver_steps) or the adaptive ones {ADAPTIVE_METHODS} (with rtol, atol)"
+                     + (f"; did you mean {close[0]!r}?" if close else ""))
+
+
+def check_trace_input(v, z, eps=None) -> bool:
+    """Python-only: ``v`` and ``eps`` have the shape of ``z``, which requires grad; ``False`` if ``v`` has no graph."""
+    if not z.requires_grad:
+        raise ValueError("z must require grad (z.requires_grad_(True)) and v be computed from it with autograd on")
+    for name, a in (("v", v), ("eps", eps)):
+        if a is not None and a.shape != z.shape:
+            raise ValueError(f"{name} must have the shape of z, {tuple(z.shape)}, got {tuple(a.shape)}"
+                             + (" (v: the field's output)" if name == "v" else ""))
+    return v.requires_grad

@@ -14,7 +14,10 @@ every :math:`s` iff :math:`w^\top \hat u \ge -1`. Raw parameters are mapped to t
           \qquad m(a) = -1 + \operatorname{softplus}(a),
 
 so that :math:`w^\top \hat u = m(w^\top u) > -1` (the division is by :math:`\lVert w\rVert^2`,
-not :math:`\lVert w\rVert`). There is no closed-form inverse: planar flows are used in the
+not :math:`\lVert w\rVert`). In floating point :math:`m(a)` rounds to -1 once :math:`a` is below about
+-33.5 (float64) or -14.5 (float32), so the log-det never forms :math:`1 + m(a)`: with
+:math:`h' = 1 - h^2` it is :math:`\log\bigl(h^2 + h'\operatorname{softplus}(a)\bigr)`, a sum of
+positive terms. There is no closed-form inverse: planar flows are used in the
 sampling direction only (``Flow.sample_and_log_prob``, reverse-KL training).
 
 **Radial.** :math:`f(z) = z + \beta\, h(\alpha, r)(z - z_0)`, :math:`h = 1/(\alpha + r)`,
@@ -37,7 +40,7 @@ from torch import nn
 
 from ..core import Bijection
 from ..nn import mlp
-from ..validation import check_dim, check_features
+from ..validation import check_context, check_dim, check_features, dtype_error
 
 __all__ = ["Planar", "Radial"]
 
@@ -64,6 +67,9 @@ def check_amortized_context(layer, context, n: int) -> None:
     check_features(context, layer.context_features, "context")
     if context.shape[0] != n:
         raise ValueError(f"context has {context.shape[0]} rows, expected {n} (one per row of z)")
+    dtype = next(layer.parameters()).dtype
+    if context.dtype != dtype:
+        raise dtype_error(context, "context", dtype, type(layer).__name__)
 
 
 class Planar(Bijection):
@@ -98,6 +104,8 @@ class Planar(Bijection):
         self.u = nn.Parameter(_vector(u, d, "u", 0.1 * torch.randn(d) / math.sqrt(d)))
         self.w = nn.Parameter(_vector(w, d, "w", torch.randn(d) / math.sqrt(d)))
         self.b = nn.Parameter(torch.as_tensor(0.0 if b is None else float(b)))
+        if not isinstance(constrain, bool):
+            raise TypeError(f"constrain must be True or False, got {constrain!r}")
         self.constrain = constrain
         self.context_features = 0 if not context_features else check_dim(context_features, "context_features")
         if self.context_features:
@@ -124,7 +132,9 @@ class Planar(Bijection):
         r"""Set ``u`` so that :math:`\hat u = 0`: the layer (and, fresh, its amortized version) is the identity.
 
         With :math:`u = a_0 w/\lVert w\rVert^2`, :math:`a_0 = \log(e - 1)`, the constraint gives
-        :math:`m(w^\top u) = -1 + \operatorname{softplus}(a_0) = 0`, so :math:`\hat u = 0`. Returns the layer.
+        :math:`m(w^\top u) = -1 + \operatorname{softplus}(a_0) = 0`, so :math:`\hat u = 0`. A ``w`` of 0
+        (where that division fails and the constraint is singular) is set to the first unit vector
+        first. Returns the layer.
 
         Example:
             >>> import torch, flowbook
@@ -133,6 +143,8 @@ class Planar(Bijection):
             >>> torch.allclose(layer(z)[0], z, atol=1e-6)
             True
         """
+        if self.w.pow(2).sum() < torch.finfo(self.w.dtype).eps:
+            self.w.zero_()[0] = 1.0
         self.u.copy_(math.log(math.e - 1) * self.w / self.w.pow(2).sum())
         return self
 
@@ -140,25 +152,36 @@ class Planar(Bijection):
         """The vector ``u`` the direct layer actually uses (constrained unless ``constrain=False``)."""
         return self.constrain_u(self.u, self.w) if self.constrain else self.u
 
-    def parameters_for(self, context=None, n: int = 1):
-        """``(u_hat, w, b)`` with shapes ``(n or 1, D), (n or 1, D), (n or 1, 1)``, per context row."""
+    def parameters_for(self, context=None, n: int = 1, margin: bool = False):
+        r"""``(u_hat, w, b)`` with shapes ``(n or 1, D), (n or 1, D), (n or 1, 1)``, per context row.
+
+        With ``margin``, also the ``(n or 1, 1)`` margin :math:`1 + w^\top\hat u`, computed as
+        :math:`\operatorname{softplus}(w^\top u)` of the raw ``u`` (not from the sum, which can round to 0).
+        """
         u, w, b = self.u.unsqueeze(0), self.w.unsqueeze(0), self.b.reshape(1, 1)
-        if self.context_features:
+        if not self.context_features:
+            check_context(context, 0, "Planar")
+        else:
             check_amortized_context(self, context, n)
             d = self.features
             out = self.net(context)
             u, w, b = u + out[:, :d], w + out[:, d:2 * d], b + out[:, 2 * d:]
-        if self.constrain:
-            u = self.constrain_u(u, w)
-        return u, w, b
+        wu = (w * u).sum(-1, keepdim=True)
+        if not self.constrain:
+            return (u, w, b, 1 + wu) if margin else (u, w, b)
+        # 1 + w^T u_hat = 1 + m(w^T u) = softplus(w^T u), and 1 where w = 0 (u is kept there)
+        one_plus_wu = F.softplus(wu).masked_fill(w.pow(2).sum(-1, keepdim=True) == 0, 1.0)
+        u = self.constrain_u(u, w)
+        return (u, w, b, one_plus_wu) if margin else (u, w, b)
 
     def forward(self, z, context=None):
         self.check_input(z, "z")
-        u, w, b = self.parameters_for(context, z.shape[0])
+        u, w, b, one_plus_wu = self.parameters_for(context, z.shape[0], margin=True)
         h = torch.tanh((z * w).sum(-1, keepdim=True) + b)
         x = z + u * h
-        # det(I + u psi^T) = 1 + u^T psi with psi = h'(a) w and h'(a) = 1 - tanh(a)^2
-        det = 1 + (1 - h.pow(2)) * (w * u).sum(-1, keepdim=True)
+        # det(I + u psi^T) = 1 + u^T psi, psi = h'(a) w, h' = 1 - tanh^2: that is
+        # 1 + h' w^T u = h^2 + h' (1 + w^T u), a sum of positive terms
+        det = h.pow(2) + (1 - h.pow(2)) * one_plus_wu
         return x, det.abs().log().squeeze(-1)
 
     def inverse(self, x, context=None):

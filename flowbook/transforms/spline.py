@@ -24,9 +24,8 @@ Given y in bin k, :math:`\xi` is the root in [0, 1] of :math:`a\xi^2 + b\xi + c 
     b &= (y^{(k+1)} - y^{(k)})\,\delta^{(k)} - (y - y^{(k)})[\delta^{(k+1)} + \delta^{(k)} - 2 s_k],\\
     c &= -s_k (y - y^{(k)}),
 
-taken in the form the paper recommends, :math:`\xi = 2c / (-b - \sqrt{b^2 - 4ac})`: it is the
-root in [0, 1], and unlike :math:`(-b + \sqrt{b^2 - 4ac}) / 2a` it stays finite when
-:math:`a = 0` (a bin where the spline is a straight line, e.g. the identity).
+taken as the paper recommends, :math:`\xi = 2c / (-b - \sqrt{b^2 - 4ac})`: the root in [0, 1], finite
+even when :math:`a = 0` (a straight bin, e.g. the identity), unlike :math:`(-b + \sqrt{b^2 - 4ac}) / 2a`.
 
 A network outputs :math:`3K - 1` unconstrained numbers per feature: K widths, K heights
 (a softmax turns each into bin sizes that fill :math:`2B`) and :math:`K - 1` interior
@@ -34,8 +33,9 @@ derivatives (a softplus makes them positive). Two details not in the paper: ever
 share of at least ``MIN_BIN`` of the interval and every derivative is at least
 ``MIN_DERIVATIVE`` (no bin or slope collapses to 0), and the softplus is divided by
 :math:`\log 2` so that zero outputs give :math:`\delta = 1`: equal bins and unit slopes, the
-identity map. So a layer whose
-conditioner's last layer starts at zero is the identity.
+identity map. So a layer whose conditioner's last layer starts at zero is the identity.
+:math:`K \ge 2`: one bin from :math:`(-B, -B)` to :math:`(B, B)` has :math:`s_0 = \delta^{(0)} = \delta^{(1)} = 1`, so
+:math:`y = -B + 2B\xi = x` (the identity) whatever the parameters; and :math:`K < 1/` ``MIN_BIN``.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..core import Bijection
-from ..validation import check_dim
+from ..validation import check_dim, check_positive
 from .autoregressive import Autoregressive
 from .coupling import Coupling
 
@@ -63,13 +63,11 @@ def spline_knots(widths, heights, derivatives, bound: float):
     Args:
         widths, heights: ``(..., K)`` unconstrained numbers; a softmax (with the floor ``MIN_BIN``)
             turns each into K bin sizes that add up to :math:`2B`.
-        derivatives: ``(..., K - 1)`` unconstrained numbers, made positive by
-            :math:`\delta = m + (1 - m)\,\mathrm{softplus}(u) / \log 2`, m = ``MIN_DERIVATIVE``
-            (so u = 0 gives :math:`\delta = 1`); the two ends get :math:`\delta = 1` (linear tails).
+        derivatives: ``(..., K - 1)`` numbers u made positive, :math:`\delta = m + (1 - m)\,\mathrm{softplus}(u)
+            / \log 2`, m = ``MIN_DERIVATIVE`` (u = 0: :math:`\delta = 1`); both ends :math:`\delta = 1` (linear tails).
         bound: B, the spline lives on :math:`[-B, B]`.
 
-    Returns:
-        ``(x_knots, y_knots, derivatives)``, each ``(..., K + 1)``, from :math:`-B` to :math:`B`.
+    Returns ``(x_knots, y_knots, derivatives)``, each ``(..., K + 1)``, from :math:`-B` to :math:`B`.
 
     Example:
         >>> import torch
@@ -77,7 +75,14 @@ def spline_knots(widths, heights, derivatives, bound: float):
         >>> xk.tolist(), d.tolist()
         ([-2.0, -1.0, 0.0, 1.0, 2.0], [1.0, 1.0, 1.0, 1.0, 1.0])
     """
-    bins = widths.shape[-1]
+    raw = (widths, heights, derivatives)
+    if not all(isinstance(t, torch.Tensor) and t.is_floating_point() for t in raw):
+        raise TypeError("widths, heights, derivatives must be floating-point tensors, got "
+                        f"{[getattr(t, 'dtype', type(t).__name__) for t in raw]}")
+    if widths.dim() == 0 or [t.shape[-1:] for t in raw] != [widths.shape[-1:]] * 2 + [(widths.shape[-1] - 1,)]:
+        raise ValueError("widths and heights need K numbers in their last dimension and derivatives K - 1, got "
+                         f"shapes {[tuple(t.shape) for t in raw]}")
+    bins, bound = _check_spline(widths.shape[-1], bound)
 
     def positions(raw):  # -B, then -B + 2B * (cumulative share of each bin), ending exactly at B
         share = MIN_BIN + (1 - MIN_BIN * bins) * torch.softmax(raw, dim=-1)
@@ -86,8 +91,7 @@ def spline_knots(widths, heights, derivatives, bound: float):
         return torch.cat([-end, inner, end], dim=-1)
 
     slopes = MIN_DERIVATIVE + (1 - MIN_DERIVATIVE) * F.softplus(derivatives) / math.log(2)
-    one = slopes.new_ones((*slopes.shape[:-1], 1))
-    return positions(widths), positions(heights), torch.cat([one, slopes, one], dim=-1)
+    return positions(widths), positions(heights), F.pad(slopes, (1, 1), value=1.0)  # slope 1 at -B and B
 
 
 def rational_quadratic_spline(x, widths, heights, derivatives, bound: float, inverse: bool = False):
@@ -104,13 +108,13 @@ def rational_quadratic_spline(x, widths, heights, derivatives, bound: float, inv
 
     outside, y = x and dy/dx = 1. ``inverse=True`` maps y back to x: the bin is found among the
     :math:`y^{(k)}`, and :math:`\xi = 2c / (-b - \sqrt{b^2 - 4ac})` with the a, b, c of the
-    module docstring (the stable root of the quadratic).
+    module docstring (the stable root of the quadratic), clamped to [0, 1] against rounding.
 
     Args:
         x: input of any shape (y when ``inverse=True``); every real value is valid.
-        widths, heights: ``(*x.shape, K)`` unconstrained bin widths and heights (broadcastable to it).
+        widths, heights: ``(*x.shape, K)`` unconstrained bin widths and heights (broadcastable), 2 <= K < 1000.
         derivatives: ``(*x.shape, K - 1)`` unconstrained interior derivatives (broadcastable).
-        bound: B.
+        bound: B, a positive finite number.
         inverse: compute the inverse map.
 
     Returns:
@@ -128,8 +132,14 @@ def rational_quadratic_spline(x, widths, heights, derivatives, bound: float, inv
         >>> torch.allclose(x_back, x, atol=1e-5), torch.allclose(logabsdet_back, -logabsdet, atol=1e-5)
         (True, True)
     """
-    widths, heights, derivatives = (t.expand(*x.shape, -1) for t in (widths, heights, derivatives))
-    x_knots, y_knots, slopes = spline_knots(widths, heights, derivatives, bound)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    knots = spline_knots(widths, heights, derivatives, bound)
+    try:  # the knots of each element of x
+        x_knots, y_knots, slopes = (t.expand(*x.shape, -1) for t in knots)
+    except RuntimeError:
+        raise ValueError(f"widths, heights, derivatives must broadcast to (*x.shape, K or K - 1), x has shape "
+                         f"{tuple(x.shape)}, got {[tuple(t.shape) for t in (widths, heights, derivatives)]}") from None
     inside = (x >= -bound) & (x <= bound)
     u = x.clamp(-bound, bound).unsqueeze(-1)  # tails are computed on a clamped copy, then discarded
     k = (u >= (y_knots if inverse else x_knots)[..., 1:-1]).sum(-1, keepdim=True)  # the bin of each input
@@ -143,6 +153,8 @@ def rational_quadratic_spline(x, widths, heights, derivatives, bound: float, inv
         b = h * d0 - (u - y0) * (d1 + d0 - 2 * s)
         c = -s * (u - y0)
         xi = 2 * c / (-b - (b * b - 4 * a * c).clamp(min=0).sqrt())
+        # rounding can leave [0, 1]: clamp the value, keep the slope
+        xi = xi + (xi.clamp(0, 1) - xi).detach()
     else:
         xi = (u - x0) / w
     denominator = s + (d1 + d0 - 2 * s) * xi * (1 - xi)
@@ -161,8 +173,8 @@ class Spline(Bijection):
 
     Args:
         features: number of features.
-        bins: K, the number of bins.
-        bound: B; the identity outside :math:`[-B, B]`.
+        bins: K, the number of bins, :math:`2 \le K < 1/` ``MIN_BIN``.
+        bound: B > 0; the identity outside :math:`[-B, B]`.
 
     Example:
         >>> import torch, flowbook
@@ -174,7 +186,7 @@ class Spline(Bijection):
 
     def __init__(self, features: int, bins: int = 8, bound: float = 5.0):
         super().__init__()
-        self.features, self.bins, self.bound = check_dim(features), check_dim(bins, "bins"), _check_bound(bound)
+        self.features, (self.bins, self.bound) = check_dim(features), _check_spline(bins, bound)
         self.widths = nn.Parameter(torch.zeros(self.features, self.bins))
         self.heights = nn.Parameter(torch.zeros(self.features, self.bins))
         self.derivatives = nn.Parameter(torch.zeros(self.features, self.bins - 1))
@@ -194,18 +206,20 @@ class Spline(Bijection):
         return f"features={self.features}, bins={self.bins}, bound={self.bound}"
 
 
-def _check_bound(bound):
-    if not bound > 0:
-        raise ValueError(f"bound must be positive, got {bound}")
-    return float(bound)
+def _check_spline(bins, bound) -> tuple[int, float]:
+    """``(K, B)`` if 2 <= K < 1 / MIN_BIN and B is a finite number > 0, else raise naming the argument."""
+    if not 2 <= check_dim(bins, "bins") < 1 / MIN_BIN:
+        raise ValueError(f"bins must be from 2 to {round(1 / MIN_BIN) - 1}, got {bins}: " + (
+            "one bin, pinned to (-bound, -bound) and (bound, bound) with slope 1 at both ends, is the identity "
+            "whatever its parameters" if bins < 2 else f"every bin keeps a share MIN_BIN = {MIN_BIN} of the interval"))
+    return int(bins), check_positive(bound, "bound")
 
 
 class SplineCoupling(Coupling):
     r"""A coupling layer with the spline law: :math:`x_A = z_A`, :math:`x_B = \mathrm{RQS}(z_B; \theta(z_A))`.
 
-    The conditioner outputs :math:`3K - 1` numbers per transformed feature (widths, heights,
-    interior derivatives); the log-det is the sum of the log-slopes. Everything else (split,
-    merge, conditioner, context) is ``Coupling``'s, as for ``AffineCoupling``.
+    The conditioner outputs :math:`3K - 1` numbers per transformed feature (widths, heights, interior
+    derivatives); the log-det is the sum of the log-slopes. The rest is ``Coupling``'s, as for ``AffineCoupling``.
 
     Args:
         mask: ``(D,)`` booleans; ``True`` features pass through and condition the others.
@@ -220,9 +234,9 @@ class SplineCoupling(Coupling):
 
     def __init__(self, mask, bins: int = 8, bound: float = 5.0, net: nn.Module | None = None, hidden: int = 64,
                  depth: int = 2, context_features: int = 0, dropout: float = 0.0):
-        bins = check_dim(bins, "bins")
+        bins, bound = _check_spline(bins, bound)
         super().__init__(mask, 3 * bins - 1, net, hidden, depth, context_features, dropout)
-        self.bins, self.bound = bins, _check_bound(bound)
+        self.bins, self.bound = bins, bound
 
     def spline_parameters(self, a, context=None):
         """Raw ``(widths, heights, derivatives)`` for the B features, each ``(batch, #B, K or K - 1)``."""
@@ -268,9 +282,9 @@ class SplineAutoregressive(Autoregressive):
     def __init__(self, features: int, bins: int = 8, bound: float = 5.0, hidden=64, depth: int = 2,
                  context_features: int = 0, mode: str = "maf", degrees=None, activation=nn.ReLU,
                  dropout: float = 0.0):
-        bins = check_dim(bins, "bins")
+        bins, bound = _check_spline(bins, bound)
         super().__init__(features, 3 * bins - 1, hidden, depth, context_features, mode, degrees, activation, dropout)
-        self.bins, self.bound = bins, _check_bound(bound)
+        self.bins, self.bound = bins, bound
 
     def spline_parameters(self, u, context=None):
         """One MADE pass: raw ``(widths, heights, derivatives)``, each ``(batch, D, K or K - 1)``."""

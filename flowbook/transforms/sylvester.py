@@ -25,7 +25,10 @@ matrices is the product of their diagonals). For :math:`M = 1`, :math:`A = r q` 
 is reparametrized exactly as ``Planar`` reparametrizes :math:`(u, w)` in one dimension:
 :math:`\hat r_{ii} = r_{ii} + (m(\tilde r_{ii} r_{ii}) - \tilde r_{ii} r_{ii})/\tilde r_{ii}` with
 :math:`m(a) = -1 + \operatorname{softplus}(a)`, so :math:`\tilde r_{ii}\hat r_{ii} = m(\cdot) > -1`
-for every raw value. (The paper bounds both diagonals with a tanh instead.)
+for every raw value (:math:`\hat r_{ii} = r_{ii}` where :math:`\tilde r_{ii} = 0`). (The paper bounds
+both diagonals with a tanh instead.) In floating point the product rounds to -1 once a is below
+about -33.5 (float64) or -14.5 (float32), so the log-det never forms :math:`1 + m(a)`: each factor is
+:math:`1 + h' m(a) = h^2 + h' \operatorname{softplus}(a)`, a sum of positive terms.
 
 **Variants** differ only in how Q is made: ``Sylvester`` orthogonalizes a free
 :math:`D\times M` matrix (a QR decomposition), ``HouseholderSylvester`` multiplies Householder
@@ -40,10 +43,11 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..core import Bijection
 from ..nn import mlp
-from ..validation import check_dim
+from ..validation import check_context, check_dim
 from .residual import Planar, check_amortized_context
 
 __all__ = ["Sylvester", "HouseholderSylvester", "TriangularSylvester"]
@@ -61,7 +65,7 @@ class Sylvester(Bijection):
         context_features: if > 0, the layer is *amortized*: ``mlp(context_features, #raw, hidden,
             depth=1)`` of the context adds a per-row offset to every raw parameter (R, R̃, b and
             Q's). Its last layer starts at zero, so a fresh amortized layer equals the direct one.
-        hidden: width of that network.
+        hidden: width of that network (a positive integer, checked even when unused).
         constrain: reparametrize the diagonals so that :math:`r_{ii}\tilde r_{ii} > -1` (default);
             ``False`` uses the raw diagonals (the map can fold, as an unconstrained ``Planar``).
 
@@ -84,7 +88,9 @@ class Sylvester(Bijection):
         self.m = m = d if m is None else check_dim(m, "m")
         if m > d:
             raise ValueError(f"m (hidden units) must be at most features = {d}, got {m}")
-        self.constrain = constrain
+        if not isinstance(constrain, bool):
+            raise TypeError(f"constrain must be True or False, got {constrain!r}")
+        self.constrain, hidden = constrain, check_dim(hidden, "hidden")
         # R (the A side) starts small, R~ (the B side) of order 1: like Planar's u and w
         self.r = nn.Parameter(0.1 * torch.randn(m, m) / m ** 0.5)
         self.r_tilde = nn.Parameter(torch.randn(m, m) / m ** 0.5)
@@ -100,7 +106,10 @@ class Sylvester(Bijection):
 
         The diagonal is constrained like ``Planar``'s :math:`w^\top\hat u`, :math:`m(a) = -1 +
         \operatorname{softplus}(a)`, which is 0 at :math:`a_0 = \log(e - 1)`; so
-        :math:`r_{ii} = a_0/\tilde r_{ii}`, off-diagonal 0. Returns the layer.
+        :math:`r_{ii} = a_0/\tilde r_{ii}`, off-diagonal 0. A diagonal entry :math:`\tilde r_{ii}` that is
+        0 (below the dtype's eps), where that division fails and the constraint is singular (a layer
+        with :math:`\tilde R = 0` could not learn), is set to 1 first, and a singular raw ``Q`` (no
+        gradient through its QR decomposition) to the first M columns of the identity. Returns the layer.
 
         Example:
             >>> import torch, flowbook
@@ -109,7 +118,12 @@ class Sylvester(Bijection):
             >>> torch.allclose(layer(z)[0], z, atol=1e-6)
             True
         """
-        self.r.copy_(torch.diag(math.log(math.e - 1) / self.r_tilde.diagonal()))
+        diag_tilde = self.r_tilde.diagonal()  # a view: filling it fills r_tilde
+        diag_tilde.masked_fill_(diag_tilde.abs() < torch.finfo(diag_tilde.dtype).eps, 1.0)
+        self.r.copy_(torch.diag(math.log(math.e - 1) / diag_tilde))
+        if self.q_raw is not None and self.q_raw.shape == (self.features, self.m) \
+                and torch.linalg.matrix_rank(self.q_raw) < self.m:  # QR has no derivative at a singular matrix
+            self.q_raw.copy_(torch.eye(self.features, self.m))
         return self
 
     # ------------------------------------------------------------------ what the variants change
@@ -131,36 +145,43 @@ class Sylvester(Bijection):
         raw = [self.r.unsqueeze(0), self.r_tilde.unsqueeze(0), self.b.unsqueeze(0)]
         raw.append(None if self.q_raw is None else self.q_raw.unsqueeze(0))
         if not self.context_features:
+            check_context(context, 0, type(self).__name__)
             return raw
         check_amortized_context(self, context, n)
         offsets = self.net(context).split([p.numel() for p in raw if p is not None], dim=1)
         return [None if p is None else p + o.reshape(n, *p.shape[1:])
                 for p, o in zip(raw, offsets + (None,) * (len(raw) - len(offsets)))]
 
-    def triangular(self, context=None, n: int = 1):
+    def triangular(self, context=None, n: int = 1, margin: bool = False):
         r"""``(R, R~, b, Q)`` as the layer uses them: ``(k, M, M)``, ``(k, M, M)``, ``(k, M)``, ``(k, D, M)``.
 
         k is 1 for a direct layer, the number of context rows for an amortized one. The
         diagonal of R is reparametrized (unless ``constrain=False``) so that
-        :math:`r_{ii}\tilde r_{ii} > -1`.
+        :math:`r_{ii}\tilde r_{ii} > -1`. With ``margin``, also the ``(k, M)`` margins
+        :math:`1 + \tilde r_{ii} r_{ii}`, computed as :math:`\operatorname{softplus}(\tilde r_{ii} r_{ii})` of
+        the raw diagonals (not from the product, which can round to -1).
         """
         r, r_tilde, b, q_raw = self.raw_parameters(context, n)
         diag, diag_tilde = r.diagonal(dim1=-2, dim2=-1), r_tilde.diagonal(dim1=-2, dim2=-1)
         if self.constrain:  # Planar's (u, w) rule, one diagonal pair at a time
+            margins = F.softplus(diag_tilde * diag)              # 1 + m(r~_ii r_ii)
+            margins = margins.masked_fill(diag_tilde == 0, 1.0)
             diag = Planar.constrain_u(diag.unsqueeze(-1), diag_tilde.unsqueeze(-1)).squeeze(-1)
+        else:
+            margins = 1 + diag_tilde * diag                         # 1 + r~_ii r_ii
         R = r.triu(1) + torch.diag_embed(diag)
         R_tilde = r_tilde.triu(1) + torch.diag_embed(diag_tilde)
-        return R, R_tilde, b, self.orthonormal(q_raw)
+        return (R, R_tilde, b, self.orthonormal(q_raw)) + ((margins,) if margin else ())
 
     def forward(self, z, context=None):
         self.check_input(z, "z")
-        R, R_tilde, b, Q = self.triangular(context, z.shape[0])
+        R, R_tilde, b, Q, margins = self.triangular(context, z.shape[0], margin=True)
         qz = (z.unsqueeze(1) @ Q).squeeze(1)                               # Q^T z, (n, M)
         h = torch.tanh((qz.unsqueeze(1) @ R_tilde.transpose(1, 2)).squeeze(1) + b)   # h(R~ Q^T z + b)
         x = z + ((h.unsqueeze(1) @ R.transpose(1, 2)) @ Q.transpose(1, 2)).squeeze(1)  # z + Q R h
-        # det(I + diag(h') R~ R): triangular, diagonal 1 + h'_i r~_ii r_ii, with h' = 1 - tanh^2
-        diag = R.diagonal(dim1=-2, dim2=-1) * R_tilde.diagonal(dim1=-2, dim2=-1)
-        return x, torch.log(torch.abs(1 + (1 - h.pow(2)) * diag)).sum(-1)
+        # det(I + diag(h') R~ R): triangular, diagonal 1 + h' r~_ii r_ii
+        #                                         = h^2 + h' (1 + r~_ii r_ii)
+        return x, torch.log(torch.abs(h.pow(2) + (1 - h.pow(2)) * margins)).sum(-1)
 
     def inverse(self, x, context=None):
         raise NotImplementedError(
@@ -227,7 +248,9 @@ class TriangularSylvester(Sylvester):
 
     def __init__(self, features: int, reverse: bool = False, context_features: int = 0, hidden: int = 32,
                  constrain: bool = True):
-        self.reverse = bool(reverse)
+        if not isinstance(reverse, bool):
+            raise TypeError(f"reverse must be True or False, got {reverse!r}")
+        self.reverse = reverse
         super().__init__(features, None, context_features, hidden, constrain)
         eye = torch.eye(self.features)
         self.register_buffer("permutation", eye.flip(1) if self.reverse else eye)
