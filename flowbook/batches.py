@@ -82,12 +82,14 @@ def passes(loader) -> int:
                         "pass steps= instead") from None
 
 
-def _size(data):
-    """The length of a Dataset or DataLoader, ``None`` when it has none (an IterableDataset)."""
+def _check_not_empty(data, name: str) -> None:
+    """``ValueError`` for a Dataset or DataLoader of length 0 (one without a length, e.g. iterable, passes)."""
     try:
-        return len(data)
+        size = len(data) if isinstance(data, (Dataset, DataLoader)) else None
     except TypeError:
-        return None
+        size = None
+    if size == 0:
+        raise ValueError(f"{name} is empty ({type(data).__name__} of length 0); expected at least one row")
 
 
 def _tensors(data: TensorDataset, name: str):
@@ -144,8 +146,7 @@ def batch_stream(data, shape, dtype, device, *, steps, epochs, batch_size, defau
         raise TypeError(f"transform_batch must be a function of a batch, got {type(transform).__name__}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    if isinstance(data, (Dataset, DataLoader)) and _size(data) == 0:
-        raise ValueError(f"{name} is empty ({type(data).__name__} of length 0); expected at least one row")
+    _check_not_empty(data, name)
     if isinstance(data, DataLoader):
         for arg, value, fix in (("batch_size", batch_size, "DataLoader(..., batch_size=...)"),
                                 ("generator", generator, "DataLoader(..., generator=...)"),
@@ -186,8 +187,7 @@ def batch_stream(data, shape, dtype, device, *, steps, epochs, batch_size, defau
 def data_batches(data, shape, dtype, device, batch_size: int, context=None, name: str = "x"):
     """One pass over ``data`` (tensor, Dataset or DataLoader), in order: checked ``(x, context)`` batches."""
     batch_size = check_count(batch_size, "batch_size", 1)
-    if isinstance(data, (Dataset, DataLoader)) and _size(data) == 0:
-        raise ValueError(f"{name} is empty ({type(data).__name__} of length 0); expected at least one row")
+    _check_not_empty(data, name)
     if isinstance(data, Dataset) and not isinstance(data, TensorDataset):
         data = DataLoader(data, batch_size=batch_size)
     if isinstance(data, DataLoader):

@@ -127,6 +127,16 @@ class Planar(Bijection):
         nonzero = norm2 > 0
         return torch.where(nonzero, u + (m - wu) * w / torch.where(nonzero, norm2, 1.0), u)
 
+    @staticmethod
+    def one_plus_wu_hat(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        r""":math:`1 + w^\top\hat u = \operatorname{softplus}(w^\top u)` from the raw ``u``, shape ``(..., 1)``.
+
+        The same number as ``1 + w^T constrain_u(u, w)``, without the sum that rounds to 0 once
+        :math:`w^\top u` is below about -33.5 (float64); 1 where ``w = 0`` (``u`` is kept there).
+        """
+        wu = (w * u).sum(-1, keepdim=True)
+        return F.softplus(wu).masked_fill(w.pow(2).sum(-1, keepdim=True) == 0, 1.0)
+
     @torch.no_grad()
     def start_as_identity(self) -> "Planar":
         r"""Set ``u`` so that :math:`\hat u = 0`: the layer (and, fresh, its amortized version) is the identity.
@@ -166,11 +176,9 @@ class Planar(Bijection):
             d = self.features
             out = self.net(context)
             u, w, b = u + out[:, :d], w + out[:, d:2 * d], b + out[:, 2 * d:]
-        wu = (w * u).sum(-1, keepdim=True)
         if not self.constrain:
-            return (u, w, b, 1 + wu) if margin else (u, w, b)
-        # 1 + w^T u_hat = 1 + m(w^T u) = softplus(w^T u), and 1 where w = 0 (u is kept there)
-        one_plus_wu = F.softplus(wu).masked_fill(w.pow(2).sum(-1, keepdim=True) == 0, 1.0)
+            return (u, w, b, 1 + (w * u).sum(-1, keepdim=True)) if margin else (u, w, b)
+        one_plus_wu = self.one_plus_wu_hat(u, w)
         u = self.constrain_u(u, w)
         return (u, w, b, one_plus_wu) if margin else (u, w, b)
 

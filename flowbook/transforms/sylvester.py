@@ -43,7 +43,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..core import Bijection
 from ..nn import mlp
@@ -164,9 +163,9 @@ class Sylvester(Bijection):
         r, r_tilde, b, q_raw = self.raw_parameters(context, n)
         diag, diag_tilde = r.diagonal(dim1=-2, dim2=-1), r_tilde.diagonal(dim1=-2, dim2=-1)
         if self.constrain:  # Planar's (u, w) rule, one diagonal pair at a time
-            margins = F.softplus(diag_tilde * diag)              # 1 + m(r~_ii r_ii)
-            margins = margins.masked_fill(diag_tilde == 0, 1.0)
-            diag = Planar.constrain_u(diag.unsqueeze(-1), diag_tilde.unsqueeze(-1)).squeeze(-1)
+            pair = diag.unsqueeze(-1), diag_tilde.unsqueeze(-1)
+            margins = Planar.one_plus_wu_hat(*pair).squeeze(-1)     # 1 + r~_ii r^_ii
+            diag = Planar.constrain_u(*pair).squeeze(-1)
         else:
             margins = 1 + diag_tilde * diag                         # 1 + r~_ii r_ii
         R = r.triu(1) + torch.diag_embed(diag)
