@@ -6,7 +6,8 @@ where its batches come from. What they share lives here:
 
 * ``optimize(model, loss, batches, steps)``, the loop: take the next batch, compute
   ``loss(batch)``, stop with a ``FloatingPointError`` that names the cause if it is not finite,
-  take an Adam step (gradient norm clipped to ``clip_grad``), record the loss, and every
+  take an Adam step (gradient norm clipped to ``clip_grad``; learning rate ``lr`` times
+  ``lr_factor(lr_schedule, t, steps)``), record the loss, and every
   ``eval_every`` steps call ``validate()`` and keep the parameters with the best validation loss;
 * the entry checks of the arguments every trainer takes (``check_schedule``, ``check_optimizer``);
 * ``History``, what a run recorded, with ``plot()``, a one-line ``repr`` and ``to_dict()``.
@@ -24,20 +25,18 @@ import torch
 from .runtime import progress_bar, threads as use_threads
 from .validation import check_count, check_positive
 
-__all__ = ["History", "optimize", "adam", "default_threads", "check_schedule", "check_optimizer",
+__all__ = ["History", "optimize", "adam", "default_threads", "check_schedule", "check_optimizer", "lr_factor",
            "nonfinite_parameter", "CLIP_GRAD"]
 
 CLIP_GRAD = 10.0  # the default gradient-norm clip of fit, fit_reverse_kl and fit_flow_matching
-# Below this many parameters a second intra-op thread gains nothing on a 2-core CPU (measured:
-# RealNVP(2) 278 vs 257 steps/s, MAF(64, hidden=128) 194 vs 197) and makes training many times
-# slower as soon as another process is busy (9x for RealNVP(2), 7x for MAF(64, hidden=256)).
+# Below this many parameters a second thread gains nothing on 2 cores (RealNVP(2) 278 vs 257 steps/s) and
+# makes training many times slower when another process is busy (9x for RealNVP(2), 7x for MAF(64, hidden=256)).
 SINGLE_THREAD_BELOW = 1_000_000
 
 
 def tail_mean(values: list, k: int = 50) -> float:
     """The mean of the last ``k`` values (NaN for none): a per-step curve's level, less noisy than its last value."""
-    tail = values[-k:]
-    return sum(tail) / len(tail) if tail else math.nan
+    return sum(values[-k:]) / len(values[-k:]) if values else math.nan
 
 
 @dataclass(repr=False)
@@ -54,8 +53,6 @@ class History:
         ...                      best_val=1.25, seconds=0.5)
         >>> h
         History(steps=3, final_train=2.167, best_val=1.250 at step 3, 0.5 s)
-        >>> h.to_dict()["best_step"]
-        3
     """
 
     train_loss: list = field(default_factory=list)
@@ -67,18 +64,14 @@ class History:
     seconds: float = 0.0
     loss_name: str = "loss"
 
-    @property
-    def steps(self) -> int:
-        """The number of optimizer steps taken."""
-        return len(self.train_loss)
+    steps = property(lambda self: len(self.train_loss), doc="The number of optimizer steps taken.")
 
     @property
     def final_train(self) -> float:
         """Mean training loss over the last 50 steps (less noisy than the last one)."""
         return tail_mean(self.train_loss)
 
-    def summary(self) -> list[str]:
-        """The parts of the one-line ``repr``."""
+    def summary(self) -> list[str]:  # the parts of the one-line repr
         return [f"steps={self.steps}", f"final_train={self.final_train:.3f}"]
 
     def __repr__(self):
@@ -98,10 +91,8 @@ class History:
         return self.train_loss, "train", self.loss_name
 
     def plot(self, ax=None, title: str | None = None):
-        """Draw the per-step curve (faint, and its moving average), the validation curve and the kept step.
-
-        On ``ax`` (a matplotlib axes) or on a new figure; returns the axes.
-        """
+        """Draw the per-step curve (faint, and its moving average), the validation curve and the kept step
+        on ``ax`` (a matplotlib axes) or a new figure; return the axes."""
         import matplotlib.pyplot as plt
         ax = ax if ax is not None else plt.subplots(figsize=(6, 3.5))[1]
         values, label, ylabel = self.curve()
@@ -120,17 +111,14 @@ class History:
             ax.axvline(self.best_step, color="k", ls=":", lw=1)
             vax.plot([self.best_step], [self.best_val], "k*", ms=11, label=f"kept: step {self.best_step}")
         if vax is not ax:
-            vax.set_ylabel("validation NLL (nats)")
-            vax.legend(fontsize=8, loc="center right")
+            vax.set_ylabel("validation NLL (nats)"), vax.legend(fontsize=8, loc="center right")
         shown = np.concatenate([values[len(values) // 20:], np.asarray(self.val_loss if same else [], dtype=float)])
-        shown = shown[np.isfinite(shown)]
-        if len(shown):  # the first steps' large losses would squash the rest of the curve
+        if len(shown := shown[np.isfinite(shown)]):  # the first steps' large losses would squash the rest
             lo, hi = shown.min(), np.percentile(shown, 99.5)
             ax.set_ylim(lo - 0.05 * (hi - lo + 1e-12), hi + 0.1 * (hi - lo + 1e-12))
         kept = f", kept step {self.best_step}" if self.best_step is not None else ""
-        early = " (stopped early)" if self.stopped_early else ""
-        ax.set(xlabel="optimizer step", ylabel=ylabel,
-               title=title or f"Training curve: {self.steps} steps{kept}{early}")
+        ax.set(xlabel="optimizer step", ylabel=ylabel, title=title or f"Training curve: {self.steps} steps{kept}"
+               + (" (stopped early)" if self.stopped_early else ""))
         ax.legend(fontsize=8)
         return ax
 
@@ -155,9 +143,8 @@ def default_threads(model) -> int | None:
 def adam(params, lr: float = 1e-3, weight_decay: float = 0.0) -> torch.optim.Adam:
     """``torch.optim.Adam`` with its fused kernel where this torch has one for these tensors.
 
-    The fused kernel updates every parameter tensor in one call instead of a Python loop of
-    small operations: measured 1.2x more training steps/s for a 2-D MAF on the CPU. Older torch
-    versions have no fused CPU kernel; the multi-tensor (``foreach``) one is used there.
+    The fused kernel updates every parameter tensor in one call instead of a Python loop of small
+    operations (1.2x more steps/s for a 2-D MAF on the CPU); older torch without it: ``foreach``.
     """
     try:
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
@@ -166,10 +153,7 @@ def adam(params, lr: float = 1e-3, weight_decay: float = 0.0) -> torch.optim.Ada
 
 
 def check_schedule(steps, epochs, default_steps: int = 1000):
-    """``(steps, epochs)`` checked: at most one given (``ValueError`` otherwise), each a count >= 1.
-
-    Neither given: ``default_steps`` steps. Returns ``(steps, None)`` or ``(None, epochs)``.
-    """
+    """``(steps, None)`` or ``(None, epochs)``, checked: one given (neither: ``default_steps``), a count >= 1."""
     if steps is not None and epochs is not None:
         raise ValueError(f"give steps= or epochs=, not both (got steps={steps!r}, epochs={epochs!r}): "
                          "an epoch is one pass over the data, so either fixes the length of training")
@@ -178,19 +162,28 @@ def check_schedule(steps, epochs, default_steps: int = 1000):
     return check_count(default_steps if steps is None else steps, "steps", 1), None
 
 
-def check_optimizer(lr, weight_decay, clip_grad):
-    """The arguments every trainer shares: ``lr > 0``, ``weight_decay >= 0``, ``clip_grad > 0`` or None."""
+LR_SCHEDULES = ("constant", "cosine", "anneal")  # the learning-rate schedules of every trainer (see lr_factor)
+
+
+def lr_factor(lr_schedule: str, t: int, total: int) -> float:
+    """The learning rate of step t + 1 of ``total``, as a fraction of ``lr``: 1 (``"constant"``), a half
+    cosine from 1 to 0 (``"cosine"``), or 1 and then that half cosine over the last fifth (``"anneal"``)."""
+    start = 0 if lr_schedule == "cosine" else (0.8 * total if lr_schedule == "anneal" else total)
+    return 1.0 if t < start else 0.5 * (1 + math.cos(math.pi * (t - start) / max(total - start, 1)))
+
+
+def check_optimizer(lr, weight_decay, clip_grad, lr_schedule: str = "constant"):
+    """The arguments every trainer shares: ``lr > 0``, ``weight_decay >= 0``, ``clip_grad > 0`` or None, an lr_schedule."""
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
     return (check_positive(lr, "lr"), check_positive(weight_decay, "weight_decay", allow_zero=True),
             check_positive(clip_grad, "clip_grad", allow_none=True))
 
 
 def nonfinite_parameter(named_params) -> str | None:
     """The first NaN or infinite parameter of ``named_params`` (pairs ``(name, tensor)``), in words."""
-    for name, p in named_params:
-        if not torch.isfinite(p).all():
-            return (f"the parameter {name} is NaN or infinite (an earlier update diverged; "
-                    "try a smaller lr or clip_grad)")
-    return None
+    return next((f"the parameter {name} is NaN or infinite (an earlier update diverged; try a smaller lr or "
+                 "clip_grad)" for name, p in named_params if not torch.isfinite(p).all()), None)
 
 
 def _divergence(value, step, model, params, batch, diagnose, hint) -> str:
@@ -203,9 +196,10 @@ def _divergence(value, step, model, params, batch, diagnose, hint) -> str:
 
 
 def optimize(model, loss, batches, steps: int, *, params=None, lr: float = 1e-3, weight_decay: float = 0.0,
-             clip_grad: float | None = CLIP_GRAD, threads: int | None = None, progress: bool = True,
-             validate=None, eval_every: int = 50, patience: int | None = None, history: History | None = None,
-             diagnose=None, hint: str = "try a smaller lr or clip_grad", desc: str = "training") -> History:
+             clip_grad: float | None = CLIP_GRAD, lr_schedule: str = "constant", threads: int | None = None,
+             progress: bool = True, validate=None, eval_every: int = 50, patience: int | None = None,
+             history: History | None = None, diagnose=None, hint: str = "try a smaller lr or clip_grad",
+             desc: str = "training") -> History:
     """Minimize ``loss(batch)`` with Adam over ``steps`` batches of the iterator ``batches``; return the ``History``.
 
     Args:
@@ -216,6 +210,9 @@ def optimize(model, loss, batches, steps: int, *, params=None, lr: float = 1e-3,
         batches: an iterator with at least ``steps`` batches (``next`` is called once per step).
         params: the tensors to optimize (default: the model's trainable parameters); when given,
             only their gradients are computed (``backward(inputs=params)``).
+        lr_schedule: ``"constant"`` (``lr`` throughout), ``"cosine"`` (``lr (1 + cos(pi t / T)) / 2``
+            after step t of T = ``steps``) or ``"anneal"`` (``lr``, then that decay over the last
+            fifth of the steps): see ``lr_factor``.
         validate: optional function returning a validation loss (a float), called every
             ``eval_every`` steps and after the last; ``patience`` evaluations without improvement stop.
         diagnose: optional ``diagnose(batch)`` naming, in words, where a non-finite loss came
@@ -234,7 +231,7 @@ def optimize(model, loss, batches, steps: int, *, params=None, lr: float = 1e-3,
     """
     steps, eval_every = check_count(steps, "steps"), check_count(eval_every, "eval_every", 1)  # 0 steps: none
     patience = None if patience is None else check_count(patience, "patience", 1)
-    lr, weight_decay, clip_grad = check_optimizer(lr, weight_decay, clip_grad)
+    lr, weight_decay, clip_grad = check_optimizer(lr, weight_decay, clip_grad, lr_schedule)
     if model is None and (params is None or validate is not None):
         raise ValueError("model=None needs params= (the tensors to optimize) and no validate= (it keeps a model's state)")
     only = None if params is None else list(params)  # free tensors: their gradients and no others
@@ -242,6 +239,7 @@ def optimize(model, loss, batches, steps: int, *, params=None, lr: float = 1e-3,
     if not params:
         raise ValueError("the model has no trainable parameters (all frozen?); nothing to optimize")
     opt, batches = adam(params, lr, weight_decay), iter(batches)
+    decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: lr_factor(lr_schedule, t, steps))
     hist = History() if history is None else history
     best_state, bad_evals = None, 0
     with use_threads(default_threads(params) if threads is None else threads):
@@ -267,6 +265,7 @@ def optimize(model, loss, batches, steps: int, *, params=None, lr: float = 1e-3,
             if clip_grad is not None:
                 torch.nn.utils.clip_grad_norm_(params, clip_grad)
             opt.step()
+            decay.step()
             hist.train_loss.append(train_loss)
             if extras:
                 for name, v in extras.items():

@@ -19,8 +19,23 @@ from .engine import (CLIP_GRAD, History, adam, check_optimizer, check_schedule, 
 from .flow import Flow
 from .validation import check_count, model_dtype
 
-__all__ = ["fit", "evaluate_nll", "first_nonfinite", "History", "adam", "default_threads"]
+__all__ = ["fit", "evaluate_nll", "first_nonfinite", "default_lr", "History", "adam", "default_threads"]
 
+
+def default_lr(model) -> float:
+    """``fit``'s peak learning rate when not told: 3e-3 below 100k trainable parameters, else 1e-3.
+
+    Measured (performance page): the 2-D flows (23-37k parameters) reach a lower NLL from 3e-3
+    with the cosine decay; the digits flows (0.6-0.7M) over-fit within 100-200 steps at 2e-3 or
+    3e-3 and do best from 1e-3.
+
+    Example:
+        >>> import flowbook
+        >>> from flowbook.train import default_lr
+        >>> default_lr(flowbook.RealNVP(2)), default_lr(flowbook.MAF(64, hidden=256))
+        (0.003, 0.001)
+    """
+    return 3e-3 if sum(p.numel() for p in model.parameters() if p.requires_grad) < 100_000 else 1e-3
 
 def _check_model(model):
     """``TypeError`` unless ``model`` is a module with a ``log_prob`` (what maximum likelihood needs)."""
@@ -35,7 +50,8 @@ def _nll(model, x, context):
 
 
 def fit(model, data, *, steps: int | None = None, epochs: int | None = None, batch_size: int | None = None,
-        lr: float = 1e-3, weight_decay: float = 0.0, clip_grad: float | None = CLIP_GRAD, threads: int | None = None,
+        lr: float | None = None, lr_schedule: str = "anneal", weight_decay: float = 0.0, clip_grad: float | None = CLIP_GRAD,
+        threads: int | None = None,
         progress: bool = True, val_data=None, eval_every: int = 50, patience: int | None = None,
         generator: torch.Generator | None = None, context=None, val_context=None, transform_batch=None) -> History:
     r"""Train ``model`` by maximum likelihood with Adam; return a ``History``.
@@ -52,7 +68,13 @@ def fit(model, data, *, steps: int | None = None, epochs: int | None = None, bat
             neither: 1000 steps).
         epochs: the length of training in passes over the data, instead of ``steps``.
         batch_size: rows per step (default 256; a DataLoader has its own).
-        lr: Adam's learning rate (> 0).
+        lr: Adam's (peak) learning rate (> 0); ``None``: ``default_lr(model)``, 3e-3 for a model of
+            under 100k parameters, 1e-3 for a larger one.
+        lr_schedule: ``"anneal"`` (default: ``lr`` for the first four fifths of the steps, then
+            decayed to 0 along a half cosine), ``"cosine"`` (decayed over the whole run) or
+            ``"constant"``. Measured (performance page): the final decay settles the parameters,
+            and with it the test NLL of RealNVP(2) on the two moons after 1000 steps fell from
+            0.54 to 0.34 nats (mean of five seeds), its spread across seeds from 0.43 to 0.04.
         weight_decay: Adam's weight decay (>= 0).
         clip_grad: clip the gradient norm to this positive number (``None`` to disable; 0 or a
             negative value is refused: it would stop or reverse every update).
@@ -93,7 +115,8 @@ def fit(model, data, *, steps: int | None = None, epochs: int | None = None, bat
     _check_model(model)
     steps, epochs = check_schedule(steps, epochs)
     eval_every = check_count(eval_every, "eval_every", 1)
-    lr, weight_decay, clip_grad = check_optimizer(lr, weight_decay, clip_grad)
+    lr, weight_decay, clip_grad = check_optimizer(default_lr(model) if lr is None else lr, weight_decay, clip_grad,
+                                                  lr_schedule)
     if patience is not None:
         patience = check_count(patience, "patience", 1)
         if val_data is None:
@@ -114,7 +137,7 @@ def fit(model, data, *, steps: int | None = None, epochs: int | None = None, bat
         data_batches(val_data, shape, dtype, dev, 4096, val_context, "val_data")  # a tensor is checked here
         validate = lambda: evaluate_nll(model, val_data, val_context)  # noqa: E731
     return optimize(model, lambda batch: _nll(model, *batch), batches, steps, lr=lr, weight_decay=weight_decay,
-                    clip_grad=clip_grad, threads=threads, progress=progress, validate=validate,
+                    clip_grad=clip_grad, lr_schedule=lr_schedule, threads=threads, progress=progress, validate=validate,
                     eval_every=eval_every, patience=patience, history=History(loss_name="NLL (nats)"),
                     diagnose=lambda batch: first_nonfinite(model, *batch), desc="fit",
                     hint="try a smaller lr, clip_grad, or check the data scale")

@@ -152,15 +152,33 @@ def test_reparametrized_layer_computes_the_inverse(mode):
 def test_factories_structure_and_parameter_count():
     flow = fb.MAF(2, n_layers=5, hidden=64, depth=2)
     kinds = [type(b).__name__ for b in flow.transform]
-    assert kinds == ["MaskedAffineAutoregressive"] * 5
+    assert kinds == ["ActNorm", "MaskedAffineAutoregressive"] * 5    # generative order: ActNorm, then the layer
+    layers = [b for b in flow.transform if isinstance(b, fb.MaskedAffineAutoregressive)]
     # the orders alternate inside the MADEs (what a ReversePermutation between layers would do)
-    assert [b.made.degrees.tolist() for b in flow.transform] == [[1, 2], [2, 1]] * 2 + [[1, 2]]
-    # MADE (D -> H -> H -> 2D) per layer: the count nflows' MAF has with the same settings
+    assert [b.made.degrees.tolist() for b in layers] == [[1, 2], [2, 1]] * 2 + [[1, 2]]
+    # MADE (D -> H -> H -> 2D) per layer: the count nflows' MAF has with the same settings, + 2D per ActNorm
     per_layer = lambda d, h: (d * h + h) + (h * h + h) + (h * 2 * d + 2 * d)
-    assert sum(p.numel() for p in flow.parameters()) == 5 * per_layer(2, 64) == 23060
-    big = fb.MAF(64, hidden=256)
-    assert sum(p.numel() for p in big.parameters()) == 5 * per_layer(64, 256)
-    assert [b.mode for b in fb.IAF(3).transform] == ["iaf"] * 5
+    assert sum(p.numel() for p in flow.parameters()) == 5 * (per_layer(2, 64) + 4) == 23080
+    plain = fb.MAF(64, hidden=256, actnorm=False)
+    assert sum(p.numel() for p in plain.parameters()) == 5 * per_layer(64, 256)
+    assert [type(b).__name__ for b in plain.transform] == ["MaskedAffineAutoregressive"] * 5
+    assert [b.mode for b in fb.IAF(3).transform] == ["iaf"] * 5      # no ActNorm in an IAF by default
+    assert [type(b).__name__ for b in fb.IAF(3, n_layers=1, actnorm=True).transform] == [
+        "ActNorm", "MaskedAffineAutoregressive"]
+    with pytest.raises(TypeError, match="actnorm must be True, False or None, got str"):
+        fb.MAF(2, actnorm="yes")
+
+
+def test_maf_actnorms_initialize_on_the_first_training_batch_and_keep_the_density_exact():
+    """fit's first batch sets every ActNorm from data; the flow stays a bijection with an exact log-det."""
+    torch.manual_seed(0)
+    x = torch.randn(512, 3) * torch.tensor([4.0, 0.5, 2.0]) + 3.0
+    flow = fb.MAF(3, n_layers=2, hidden=16)
+    norms = [b for b in flow.transform if isinstance(b, fb.ActNorm)]
+    assert not any(bool(b.initialized) for b in norms)
+    fb.fit(flow, x, steps=1, progress=False)
+    assert all(bool(b.initialized) for b in norms)
+    fb.check_bijection(randomize(flow.transform, scale=0.3).double(), torch.randn(6, 3, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("factory", [fb.MAF, fb.IAF])
@@ -168,7 +186,7 @@ def test_factories_structure_and_parameter_count():
 def test_alternating_orders_equal_reversals_between_layers(factory, n_layers):
     """The factory's flow is the classic stack [layer, ReversePermutation, layer, ...] in disguise."""
     torch.manual_seed(0)
-    flow = randomize(factory(4, n_layers=n_layers, hidden=16), scale=0.3).double()
+    flow = randomize(factory(4, n_layers=n_layers, hidden=16, actnorm=False), scale=0.3).double()
     rev = fb.ReversePermutation(4)
     classic = []
     for i, layer in enumerate(flow.transform):
@@ -185,7 +203,8 @@ def test_alternating_orders_equal_reversals_between_layers(factory, n_layers):
     assert fb.MAF(3, n_layers=4)(torch.randn(2, 3)).shape == (2,)
     fresh = factory(3, n_layers=2)
     z = torch.randn(5, 3)
-    assert torch.equal(fresh.transform(z)[0], z)  # a fresh flow is the identity map
+    with torch.no_grad():                          # a look: the MAF's ActNorms stay uninitialized
+        assert torch.equal(fresh.transform(z)[0], z)  # a fresh flow is the identity map
 
 
 def _flip_made(plain, layer):

@@ -86,9 +86,9 @@ def test_binarized_digits_recipe_scores_bits_and_samples_back_to_0_1(digits):
     maf = fb.MAF(64, n_layers=1, hidden=16)
     logit = fb.Logit(64)
     flow = fb.Flow(maf.base, [maf.transform, logit])
-    history = fb.fit(flow, x_train, steps=30, batch_size=128, lr=3e-3, progress=False,
+    history = fb.fit(flow, x_train, steps=300, batch_size=128, lr=3e-3, progress=False,
                      transform_batch=lambda x: fb.data.dequantize(x, levels=2))
-    assert history.final_train < history.train_loss[0]
+    assert history.final_train < history.train_loss[0] - 0.5      # the first loss is after ActNorm's start
     y_test = fb.data.dequantize(x_test, levels=2, generator=torch.Generator().manual_seed(0))
     assert ((0 <= y_test) & (y_test < 1)).all()
     with torch.no_grad():

@@ -130,7 +130,7 @@ def test_trained_cnf_density_integrates_to_one():
     hist = fb.fit(flow, fb.data.Ring(), steps=60, batch_size=128, lr=3e-3, progress=False)
     assert hist.train_loss[-1] < hist.train_loss[0] - 0.5          # it trained
     fine = fb.Flow(fb.StandardNormal(2), [fb.ODEFlow(field, 2, method="rk4", solver_steps=8)])
-    pts, cell = grid_points((-7, 7), 120)
+    pts, cell = grid_points((-10, 10), 160)
     with torch.no_grad():
         mass = fine.log_prob(pts).exp().sum().item() * cell
     assert abs(mass - 1) < 0.02, mass

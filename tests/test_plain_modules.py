@@ -73,7 +73,9 @@ def test_every_parameter_belongs_to_a_linear_layer_or_a_named_vector():
     """No packed or aliased parameters: the optimizer sees each layer's own tensors."""
     for flow in (fb.MAF(4, hidden=8), fb.RealNVP(4, hidden=8), fb.IAF(4, hidden=8)):
         linear = [m for m in flow.modules() if isinstance(m, nn.Linear)]
-        assert len(list(flow.parameters())) == 2 * len(linear)
+        norms = [m for m in flow.modules() if isinstance(m, fb.ActNorm)]       # a log-scale and a shift each
+        assert len(list(flow.parameters())) == 2 * len(linear) + 2 * len(norms)
+        assert all(p is m.log_scale or p is m.shift for m in norms for p in m.parameters())
         grads = randomize(flow, 0.3).log_prob(torch.randn(5, 4)).sum()
         grads.backward()
         assert all(p.grad is not None for p in flow.parameters())

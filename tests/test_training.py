@@ -1,5 +1,6 @@
 """The training engine: one loop, data as users hold it, the same checks and diagnosis, History."""
 import inspect
+import itertools
 import math
 
 import numpy as np
@@ -329,3 +330,24 @@ def test_optimize_checks_its_arguments():
     with pytest.raises(FloatingPointError, match="the validation loss is NaN after step 1"):
         fb.optimize(model, lambda _: model.weight.sum(), itertools.repeat(None), 2, validate=lambda: math.nan,
                     eval_every=1, progress=False)
+
+
+@pytest.mark.parametrize("lr_schedule, total", [("constant", lambda lr, T: lr * T),
+                                                 ("cosine", lambda lr, T: lr * (T + 1) / 2),
+                                                 ("anneal", lambda lr, T: lr * (0.8 * T + (0.2 * T + 1) / 2))])
+def test_lr_schedule_sets_the_size_of_every_adam_step(lr_schedule, total):
+    """With a constant gradient every Adam step moves by the step's learning rate, so the path length is
+    the sum of the schedule: lr T (constant), lr/2 sum_t (1 + cos(pi t / T)) = lr (T + 1) / 2 (cosine), and
+    0.8 lr T plus the cosine over the last T/5 steps (anneal)."""
+    w = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    fb.optimize(None, lambda _: w.sum(), itertools.repeat(None), 40, params=[w], lr=0.01,
+                lr_schedule=lr_schedule, progress=False)
+    assert -w.item() == pytest.approx(total(0.01, 40), rel=1e-6)
+
+
+def test_fit_decays_its_learning_rate_by_default_and_refuses_unknown_schedules():
+    assert inspect.signature(fb.fit).parameters["lr_schedule"].default == "anneal"
+    flow = fb.RealNVP(2, n_layers=1, hidden=4)
+    for bad in ("linear", None, 1):
+        with pytest.raises(ValueError, match="lr_schedule must be one of"):
+            fb.fit(flow, torch.randn(20, 2), steps=2, lr_schedule=bad, progress=False)

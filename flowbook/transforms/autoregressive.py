@@ -28,6 +28,7 @@ usual order) solve the whole vector, vectorized over the batch and the features.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -36,7 +37,7 @@ from ..nn import MADE
 from ..validation import check_clamp, check_dim
 from .elementwise import soft_clamp
 
-__all__ = ["Autoregressive", "MaskedAffineAutoregressive", "reparametrized"]
+__all__ = ["Autoregressive", "MaskedAffineAutoregressive", "reparametrized", "alternating_orders"]
 
 
 class Autoregressive(Bijection):
@@ -196,3 +197,31 @@ def reparametrized(layer: MaskedAffineAutoregressive) -> MaskedAffineAutoregress
     if not isinstance(layer, MaskedAffineAutoregressive):
         raise TypeError(f"layer must be a MaskedAffineAutoregressive, got {type(layer).__name__}")
     return _Reparametrized(layer)
+
+
+def alternating_orders(features: int, n_layers: int, degrees=None) -> list[torch.Tensor]:
+    """Degrees for ``n_layers`` autoregressive layers: ``degrees`` (default 1..D), then reversed, and so on.
+
+    Each layer must see first the features the previous one saw last. Reversing the degrees
+    inside the MADE is the same as a ``ReversePermutation`` on both sides of the layer, without
+    the copies, and the fresh flow stays the identity map.
+
+    Example:
+        >>> [o.tolist() for o in alternating_orders(3, 3)]
+        [[1, 2, 3], [3, 2, 1], [1, 2, 3]]
+    """
+    order = _degrees(check_dim(features), degrees)
+    n_layers = check_dim(n_layers, "n_layers")
+    return [order if i % 2 == 0 else order.max() + 1 - order for i in range(n_layers)]
+
+
+def _degrees(features: int, degrees) -> torch.Tensor:
+    """``degrees`` (default 1..D) as a ``(features,)`` long tensor, or ``TypeError``/``ValueError``."""
+    if degrees is not None and not isinstance(degrees, (torch.Tensor, np.ndarray, list, tuple)):
+        raise TypeError(f"degrees must be {features} integers (a list or tensor), got {type(degrees).__name__}")
+    order = torch.arange(1, features + 1) if degrees is None else torch.as_tensor(degrees)
+    if order.is_floating_point() or order.is_complex() or order.dtype == torch.bool:
+        raise TypeError(f"degrees must be {features} integers (the order of the features), got dtype {order.dtype}")
+    if order.shape != (features,):
+        raise ValueError(f"degrees must be {features} integers, got shape {tuple(order.shape)}")
+    return order.long()
