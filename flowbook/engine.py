@@ -173,7 +173,7 @@ def lr_factor(lr_schedule: str, t: int, total: int) -> float:
 
 
 def check_optimizer(lr, weight_decay, clip_grad, lr_schedule: str = "constant"):
-    """The arguments every trainer shares: ``lr > 0``, ``weight_decay >= 0``, ``clip_grad > 0`` or None, an lr_schedule."""
+    """The arguments every trainer shares: ``lr > 0``, ``weight_decay >= 0``, ``clip_grad > 0`` or None, a schedule."""
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
     return (check_positive(lr, "lr"), check_positive(weight_decay, "weight_decay", allow_zero=True),

@@ -26,8 +26,8 @@ def default_lr(model) -> float:
     """``fit``'s peak learning rate when not told: 3e-3 below 100k trainable parameters, else 1e-3.
 
     Measured (performance page): the 2-D flows (23-37k parameters) reach a lower NLL from 3e-3
-    with the cosine decay; the digits flows (0.6-0.7M) over-fit within 100-200 steps at 2e-3 or
-    3e-3 and do best from 1e-3.
+    with the final decay of ``lr_schedule="anneal"``; the digits flows (0.6-0.7M) over-fit within
+    100-200 steps from 2e-3 or 3e-3 and do best from 1e-3.
 
     Example:
         >>> import flowbook
@@ -36,6 +36,7 @@ def default_lr(model) -> float:
         (0.003, 0.001)
     """
     return 3e-3 if sum(p.numel() for p in model.parameters() if p.requires_grad) < 100_000 else 1e-3
+
 
 def _check_model(model):
     """``TypeError`` unless ``model`` is a module with a ``log_prob`` (what maximum likelihood needs)."""
@@ -50,10 +51,10 @@ def _nll(model, x, context):
 
 
 def fit(model, data, *, steps: int | None = None, epochs: int | None = None, batch_size: int | None = None,
-        lr: float | None = None, lr_schedule: str = "anneal", weight_decay: float = 0.0, clip_grad: float | None = CLIP_GRAD,
-        threads: int | None = None,
-        progress: bool = True, val_data=None, eval_every: int = 50, patience: int | None = None,
-        generator: torch.Generator | None = None, context=None, val_context=None, transform_batch=None) -> History:
+        lr: float | None = None, lr_schedule: str = "anneal", weight_decay: float = 0.0,
+        clip_grad: float | None = CLIP_GRAD, threads: int | None = None, progress: bool = True, val_data=None,
+        eval_every: int = 50, patience: int | None = None, generator: torch.Generator | None = None, context=None,
+        val_context=None, transform_batch=None) -> History:
     r"""Train ``model`` by maximum likelihood with Adam; return a ``History``.
 
     Args:
@@ -137,8 +138,9 @@ def fit(model, data, *, steps: int | None = None, epochs: int | None = None, bat
         data_batches(val_data, shape, dtype, dev, 4096, val_context, "val_data")  # a tensor is checked here
         validate = lambda: evaluate_nll(model, val_data, val_context)  # noqa: E731
     return optimize(model, lambda batch: _nll(model, *batch), batches, steps, lr=lr, weight_decay=weight_decay,
-                    clip_grad=clip_grad, lr_schedule=lr_schedule, threads=threads, progress=progress, validate=validate,
-                    eval_every=eval_every, patience=patience, history=History(loss_name="NLL (nats)"),
+                    clip_grad=clip_grad, lr_schedule=lr_schedule, threads=threads, progress=progress,
+                    validate=validate, eval_every=eval_every, patience=patience,
+                    history=History(loss_name="NLL (nats)"),
                     diagnose=lambda batch: first_nonfinite(model, *batch), desc="fit",
                     hint="try a smaller lr, clip_grad, or check the data scale")
 
