@@ -9,7 +9,7 @@ where its batches come from. What they share lives here:
   take an Adam step (gradient norm clipped to ``clip_grad``; learning rate ``lr`` times
   ``lr_factor(lr_schedule, t, steps)``), record the loss, and every
   ``eval_every`` steps call ``validate()`` and keep the parameters with the best validation loss;
-* the entry checks of the arguments every trainer takes (``check_schedule``, ``check_optimizer``);
+* the entry checks of the arguments every trainer takes (``check_optimizer``; ``check_schedule`` is in ``validation``);
 * ``History``, what a run recorded, with ``plot()``, a one-line ``repr`` and ``to_dict()``.
 """
 from __future__ import annotations
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from .runtime import progress_bar, threads as use_threads
-from .validation import check_count, check_positive
+from .validation import check_count, check_positive, check_schedule
 
-__all__ = ["History", "optimize", "adam", "default_threads", "check_schedule", "check_optimizer", "lr_factor",
+__all__ = ["History", "optimize", "adam", "default_threads", "check_optimizer", "lr_factor",
            "nonfinite_parameter", "CLIP_GRAD"]
 
 CLIP_GRAD = 10.0  # the default gradient-norm clip of fit, fit_reverse_kl and fit_flow_matching
@@ -64,7 +64,10 @@ class History:
     seconds: float = 0.0
     loss_name: str = "loss"
 
-    steps = property(lambda self: len(self.train_loss), doc="The number of optimizer steps taken.")
+    @property
+    def steps(self) -> int:
+        """The number of optimizer steps taken."""
+        return len(self.train_loss)
 
     @property
     def final_train(self) -> float:
@@ -91,8 +94,10 @@ class History:
         return self.train_loss, "train", self.loss_name
 
     def plot(self, ax=None, title: str | None = None):
-        """Draw the per-step curve (faint, and its moving average), the validation curve and the kept step
-        on ``ax`` (a matplotlib axes) or a new figure; return the axes."""
+        """Draw the per-step curve (faint, and its moving average), the validation curve and the kept step.
+
+        On ``ax`` (a matplotlib axes) or on a new figure; returns the axes.
+        """
         import matplotlib.pyplot as plt
         ax = ax if ax is not None else plt.subplots(figsize=(6, 3.5))[1]
         values, label, ylabel = self.curve()
@@ -111,9 +116,11 @@ class History:
             ax.axvline(self.best_step, color="k", ls=":", lw=1)
             vax.plot([self.best_step], [self.best_val], "k*", ms=11, label=f"kept: step {self.best_step}")
         if vax is not ax:
-            vax.set_ylabel("validation NLL (nats)"), vax.legend(fontsize=8, loc="center right")
+            vax.set_ylabel("validation NLL (nats)")
+            vax.legend(fontsize=8, loc="center right")
         shown = np.concatenate([values[len(values) // 20:], np.asarray(self.val_loss if same else [], dtype=float)])
-        if len(shown := shown[np.isfinite(shown)]):  # the first steps' large losses would squash the rest
+        shown = shown[np.isfinite(shown)]
+        if len(shown):  # the first steps' large losses would squash the rest of the curve
             lo, hi = shown.min(), np.percentile(shown, 99.5)
             ax.set_ylim(lo - 0.05 * (hi - lo + 1e-12), hi + 0.1 * (hi - lo + 1e-12))
         kept = f", kept step {self.best_step}" if self.best_step is not None else ""
@@ -152,16 +159,6 @@ def adam(params, lr: float = 1e-3, weight_decay: float = 0.0) -> torch.optim.Ada
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
-def check_schedule(steps, epochs, default_steps: int = 1000):
-    """``(steps, None)`` or ``(None, epochs)``, checked: one given (neither: ``default_steps``), a count >= 1."""
-    if steps is not None and epochs is not None:
-        raise ValueError(f"give steps= or epochs=, not both (got steps={steps!r}, epochs={epochs!r}): "
-                         "an epoch is one pass over the data, so either fixes the length of training")
-    if epochs is not None:
-        return None, check_count(epochs, "epochs", 1)
-    return check_count(default_steps if steps is None else steps, "steps", 1), None
-
-
 LR_SCHEDULES = ("constant", "cosine", "anneal")  # the learning-rate schedules of every trainer (see lr_factor)
 
 
@@ -182,8 +179,11 @@ def check_optimizer(lr, weight_decay, clip_grad, lr_schedule: str = "constant"):
 
 def nonfinite_parameter(named_params) -> str | None:
     """The first NaN or infinite parameter of ``named_params`` (pairs ``(name, tensor)``), in words."""
-    return next((f"the parameter {name} is NaN or infinite (an earlier update diverged; try a smaller lr or "
-                 "clip_grad)" for name, p in named_params if not torch.isfinite(p).all()), None)
+    for name, p in named_params:
+        if not torch.isfinite(p).all():
+            return (f"the parameter {name} is NaN or infinite (an earlier update diverged; "
+                    "try a smaller lr or clip_grad)")
+    return None
 
 
 def _divergence(value, step, model, params, batch, diagnose, hint) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 __all__ = ["check_dim", "check_features", "check_context", "check_finite", "check_count", "check_positive",
-           "check_tensor", "dtype_error", "model_dtype", "check_clamp", "check_binary", "check_levels"]
+           "check_tensor", "dtype_error", "model_dtype", "check_clamp", "check_binary", "check_levels", "check_schedule"]
 
 
 def check_dim(value, name: str = "features") -> int:
@@ -286,3 +286,13 @@ def _levels_error(x, levels, name) -> ValueError:
         return ValueError(f"{name} holds the negative value {low:g}; expected {expected}")
     return ValueError(f"{name} holds the value {high:g} but levels={levels} allows only the integers "
                       f"0..{levels - 1}; pass levels={int(high) + 1} (the number of values, largest + 1)")
+
+
+def check_schedule(steps, epochs, default_steps: int = 1000):
+    """``(steps, None)`` or ``(None, epochs)``, checked: one given (neither: ``default_steps``), a count >= 1."""
+    if steps is not None and epochs is not None:
+        raise ValueError(f"give steps= or epochs=, not both (got steps={steps!r}, epochs={epochs!r}): "
+                         "an epoch is one pass over the data, so either fixes the length of training")
+    if epochs is not None:
+        return None, check_count(epochs, "epochs", 1)
+    return check_count(default_steps if steps is None else steps, "steps", 1), None
