@@ -17,7 +17,7 @@ URL = re.compile(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}", re.I)  # an address a brow
 def line_figure():
     fig, ax = plt.subplots(figsize=(2, 2))
     line, = ax.plot([0, 1], [0, 0])
-    ax.set_ylim(0, 1)
+    ax.set(ylim=(0, 1), xlabel="t", ylabel="y", title="a line")
     return fig, line
 
 
@@ -66,7 +66,8 @@ def test_size_is_bounded_and_palette_frames_are_smaller():
 def test_a_book_sized_figure_stays_under_2_mb():
     fig, ax = plt.subplots(figsize=(9, 4))
     image = ax.imshow([[0.0, 1.0], [1.0, 0.0]], interpolation="bilinear")
-    fig.colorbar(image, ax=ax)
+    fig.colorbar(image, ax=ax, label="value")
+    ax.set(xlabel="column", ylabel="row", title="a picture")
     html = fbp.animate(fig, lambda k: image.set_data([[k, 1 - k], [1, k / 2]]), [k / 20 for k in range(21)]).data
     assert len(frames_of(html)) == 21 and len(html) < 2_000_000
 
