@@ -108,6 +108,10 @@ try:
 except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
     msg = str(e)
     sys.exit(f"FAIL {path} after {time.perf_counter() - t0:.0f} s:\n{msg[-3000:]}")
+shown = [f"cell {i}: {o.ename}: {o.evalue[:300]}" for i, c in enumerate(nb.cells) if c.cell_type == "code"
+         for o in c.outputs if o.output_type == "error"]  # e.g. a figure refused by flowbook.layout
+if shown:
+    sys.exit(f"FAIL {path}: error outputs (the cells ran, but a reader sees an error):\n" + "\n".join(shown))
 print(f"ok {time.perf_counter() - t0:.1f} s")
 EOF
 
