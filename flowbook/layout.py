@@ -120,7 +120,7 @@ def figure_problems(fig: Figure, max_aspect: float = 4.0) -> list[str]:
         raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     if not max_aspect >= 1:
         raise ValueError(f"max_aspect must be a number >= 1, got {max_aspect}")
-    fig.canvas.draw()
+    fig.draw_without_rendering()  # lays the figure out (and places the ticks) without painting pixels
     renderer = fig.canvas.get_renderer()
     problems = _overlaps(fig, renderer)
     box = fig.get_tightbbox(renderer)
