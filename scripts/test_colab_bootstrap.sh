@@ -12,7 +12,8 @@
 #    the new environment; a cell injected after it asserts flowbook came from site-packages.
 #
 # Usage: bash scripts/test_colab_bootstrap.sh [notebook ...]   (default: every book/*.ipynb)
-# Env:   COLAB_CELL_TIMEOUT (s per cell, default 600), KEEP_COLAB_TMP=1 keeps the temp dir.
+# Env:   COLAB_CELL_TIMEOUT (s per cell, default 600), COLAB_JOBS (notebooks at a time, default 2),
+#        KEEP_COLAB_TMP=1 keeps the temp dir.
 # Exit status 0 only if every notebook ran; the failing notebooks are listed at the end.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -115,26 +116,43 @@ if shown:
 print(f"ok {time.perf_counter() - t0:.1f} s")
 EOF
 
-FAILED=()
-TIMES=()
-for nb in "${NOTEBOOKS[@]}"; do
-  name="$(basename "$nb")"
-  work="$TMP/run/${name%.ipynb}"
-  mkdir -p "$work" && cp "$nb" "$work/$name"
-  "$VPY" -m pip uninstall -q -y flowbook-course >/dev/null 2>&1 || true
-  say "running $name"
-  t0=$(date +%s)
-  # PYTHONPATH unset and cwd outside the repo: only the wheel installed by the bootstrap can supply flowbook.
-  if (cd "$work" && env -u PYTHONPATH PATH="$TMP/venv/bin:$PATH" VIRTUAL_ENV="$TMP/venv" \
-        JUPYTER_PATH="$TMP/venv/share/jupyter" JUPYTER_DATA_DIR="$TMP/jupyter-data" \
-        FLOWBOOK_BOOTSTRAP=1 FLOWBOOK_PIP_SOURCE="$WHEEL" PYTHONWARNINGS=ignore::DeprecationWarning \
-        "$VPY" "$TMP/run_one.py" "$work/$name" "$TMP/venv" "$CELL_TIMEOUT" "$work"); then
-    TIMES+=("$name $(( $(date +%s) - t0 )) s")
-  else
-    FAILED+=("$name")
-    TIMES+=("$name FAILED after $(( $(date +%s) - t0 )) s")
-  fi
+# Two notebooks at a time by default (COLAB_JOBS): each job has its own copy of the environment,
+# so one job's uninstall of flowbook never races another's install. The chapters train on one
+# thread, so two jobs use a 2-core machine's two cores.
+JOBS="${COLAB_JOBS:-2}"
+for j in $(seq 2 "$JOBS"); do cp -a "$TMP/venv" "$TMP/venv$j"; done
+run_job() {  # run_job J NOTEBOOK...: the notebooks of job J in its own environment; results in $TMP/job$J.*
+  local j="$1"; shift
+  local venv="$TMP/venv"; [ "$j" -gt 1 ] && venv="$TMP/venv$j"
+  for nb in "$@"; do
+    local name work t0
+    name="$(basename "$nb")"
+    work="$TMP/run/${name%.ipynb}"
+    mkdir -p "$work" && cp "$nb" "$work/$name"
+    "$venv/bin/python" -m pip uninstall -q -y flowbook-course >/dev/null 2>&1 || true
+    say "running $name (job $j)"
+    t0=$(date +%s)
+    # PYTHONPATH unset and cwd outside the repo: only the wheel installed by the bootstrap can supply flowbook.
+    if (cd "$work" && env -u PYTHONPATH PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" \
+          JUPYTER_PATH="$venv/share/jupyter" JUPYTER_DATA_DIR="$TMP/jupyter-data$j" \
+          FLOWBOOK_BOOTSTRAP=1 FLOWBOOK_PIP_SOURCE="$WHEEL" PYTHONWARNINGS=ignore::DeprecationWarning \
+          "$venv/bin/python" "$TMP/run_one.py" "$work/$name" "$venv" "$CELL_TIMEOUT" "$work"); then
+      echo "$name $(( $(date +%s) - t0 )) s" >> "$TMP/job$j.times"
+    else
+      echo "$name" >> "$TMP/job$j.failed"
+      echo "$name FAILED after $(( $(date +%s) - t0 )) s" >> "$TMP/job$j.times"
+    fi
+  done
+}
+pids=()
+for j in $(seq 1 "$JOBS"); do
+  mine=()
+  for k in "${!NOTEBOOKS[@]}"; do [ $(( k % JOBS + 1 )) -eq "$j" ] && mine+=("${NOTEBOOKS[$k]}"); done
+  [ "${#mine[@]}" -gt 0 ] && { run_job "$j" "${mine[@]}" & pids+=($!); }
 done
+for pid in "${pids[@]}"; do wait "$pid" || true; done
+mapfile -t TIMES < <(cat "$TMP"/job*.times 2>/dev/null)
+mapfile -t FAILED < <(cat "$TMP"/job*.failed 2>/dev/null)
 
 echo "---- Colab bootstrap check: per-notebook wall time (includes the bootstrap's pip install) ----"
 printf '  %s\n' "${TIMES[@]}"
