@@ -151,8 +151,8 @@ class RBM(nn.Module):
 
     # -- contrastive divergence ----------------------------------------------------------------
     @torch.no_grad()
-    def cd_grad(self, data: torch.Tensor, k: int = 1, chains: torch.Tensor | None = None,
-                generator=None) -> dict:
+    def cd_grad(self, data: torch.Tensor, k: int = 1,
+                chains: torch.Tensor | None = None, generator=None) -> dict:
         """CD-k gradient estimate; with ``chains`` (persistent CD) the negative phase continues them.
 
         Positive phase: <v P(h|v)^T> over the data. Negative phase: the same after ``k`` block

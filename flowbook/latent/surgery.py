@@ -88,7 +88,8 @@ class AggregatedPosterior:
 
 
 @torch.no_grad()
-def elbo_surgery(vae: VAE, x_all: torch.Tensor, context=None, n: int = 8) -> Surgery:
+def elbo_surgery(vae: VAE, x_all: torch.Tensor, context=None,
+                 n: int = 8) -> Surgery:
     r"""Estimate the ELBO-surgery terms of ``vae`` on the data set ``x_all`` (its rows are the n data points).
 
     Estimator: for every data point draw ``S`` = ``n`` samples :math:`z_{is} \sim q(z|x_i)` and
