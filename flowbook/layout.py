@@ -94,7 +94,8 @@ def _colour_mapped(ax):
     """The colour-mapped pictures of an axes (images, meshes, filled contours), not grey pictures."""
     found = [a for a in ax.images if isinstance(a, AxesImage) and a.get_array() is not None
              and a.get_array().ndim == 2]
-    found += [c for c in ax.collections if isinstance(c, QuadMesh) or type(c).__name__ == "QuadContourSet"]
+    found += [c for c in ax.collections if isinstance(c, QuadMesh)  # contour lines are not a colour map
+              or (type(c).__name__ == "QuadContourSet" and getattr(c, "filled", False))]
     return [m for m in found if m.get_cmap().name not in PICTURE_MAPS]
 
 

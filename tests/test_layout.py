@@ -126,3 +126,15 @@ def test_bad_arguments_are_named():
         figure_problems(plt.figure(), max_aspect=0.5)
     with pytest.raises(ValueError, match="panels must be a non-empty dict"):
         fbp.densities({})
+
+
+def test_contour_lines_over_a_picture_are_not_a_second_colour_map():
+    fig, ax = plt.subplots(figsize=(4, 4))
+    grid = np.random.rand(10, 10)
+    image = ax.imshow(grid)
+    fig.colorbar(image, ax=ax, label="value")
+    ax.contour(grid, levels=3, colors="k")
+    labelled(ax)
+    assert figure_problems(fig) == []
+    ax.contourf(grid, levels=3, cmap="viridis")  # a filled contour is a colour map of its own
+    assert any("no colour bar" in p for p in figure_problems(fig))
