@@ -7,9 +7,13 @@ state, prev/next and the sidebar reaching every page, and each chapter's Colab l
 its own notebook. Every interactive figure (a ``flowbook.plot.animate`` player, or an ipywidgets
 slider) is played control by control and must change the picture it shows, loading nothing off
 the machine; the last tests plant a frozen player, a dead slider and a player that fetches its
-icons from a CDN, and check that these checks fail on them. Needs Debian's ``chromium`` and the
-``playwright`` package (no ``playwright install``); outside CI the test is skipped when they are
-missing, in CI it fails.
+icons from a CDN, and check that these checks fail on them. Every page is also read for the slips a
+reader would meet (tests/_browser_checks.py): raw TeX outside typeset math (text and link text), progress
+bars and empty bands left by hidden widgets, raw ``array(``/``tensor(`` reprs in outputs, code inputs,
+listings and doctests wider than their box (folded ones opened), solutions shown without a click, and a
+chapter that cites nothing; each check fails on a planted page (test_reader_checks_fail_on_planted_defects).
+Needs Debian's ``chromium`` and the ``playwright`` package (no ``playwright install``); outside CI the
+test is skipped when they are missing, in CI it fails.
 """
 import contextlib
 import functools
@@ -23,6 +27,8 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
+
+from _browser_checks import reader_problems, report, typeset
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -210,14 +216,19 @@ CLIPPED = """() => {
 
 @pytest.mark.parametrize("page_path", toc_pages())
 def test_page_shows_no_error_and_nothing_clipped(browser, site, page_path):
+    """What a reader sees on the page: no error, nothing cut off, and none of the slips of tests/_browser_checks.py
+    (raw TeX in text or links, progress bars and empty bands, raw array/tensor reprs, code wider than its box,
+    solutions shown without a click, and, in a chapter, no citation)."""
     page, _, _ = open_page(browser, f"{site}/{page_path}.html")
     try:
-        if page.locator("mjx-container").count():
-            page.evaluate("MathJax.startup.promise")
+        typeset(page)
         outputs = "\n".join(page.locator("article .cell_output").all_inner_texts())
         assert "Traceback (most recent call last)" not in outputs and page.locator(
             "article .output.traceback, article .output.error").count() == 0, "the page shows an error"
-        assert page.evaluate(CLIPPED) == [], "content wider than its box (scrolls or is cut off)"
+        found = {"content wider than its box (scrolls or is cut off)": page.evaluate(CLIPPED)}
+        found.update(reader_problems(page, chapter=page_path in chapter_pages()))
+        found = {name: problems for name, problems in found.items() if problems}
+        assert not found, "what a reader sees on this page:\n" + report(found)
     finally:
         page.close()
 
@@ -398,9 +409,9 @@ def test_every_interactive_control_changes_its_figure_offline(browser, site, pag
 
 
 # The two checks above, on planted defects: small pages served from a temporary folder.
-def planted_page(folder, name, body):
+def planted_page(folder, name, body, outside=""):
     (folder / f"{name}.html").write_text(f'<!DOCTYPE html><html><head><meta charset="utf-8"></head>'
-                                         f"<body><article>{body}</article></body></html>")
+                                         f"<body>{outside}<article>{body}</article></body></html>")
 
 
 def moving_line(draw_changes=True):
@@ -409,6 +420,7 @@ def moving_line(draw_changes=True):
     import flowbook.plot as fbp
 
     fig, ax = plt.subplots(figsize=(2, 2))
+    ax.set(xlabel="x", ylabel="y", title="a moving line")  # a figure flowbook's layout check accepts
     line, = ax.plot([0, 1], [0, 0])
     draw = (lambda a: line.set_ydata([0, a])) if draw_changes else (lambda a: None)
     return fbp.animate(fig, draw, [0.0, 0.5, 1.0], interval=100, dpi=30).data
@@ -438,6 +450,7 @@ def test_offline_check_fails_on_a_player_that_fetches_its_icons(chromium, tmp_pa
     from matplotlib.animation import FuncAnimation
 
     fig, ax = plt.subplots(figsize=(2, 2), dpi=30)
+    ax.set(xlabel="x", ylabel="y", title="a moving line")
     line, = ax.plot([0, 1], [0, 0])
     stock = FuncAnimation(fig, lambda a: line.set_ydata([0, a]), frames=[0.0, 1.0]).to_jshtml()
     plt.close(fig)
@@ -485,3 +498,91 @@ def test_controls_check_fails_on_a_widget_slider_drawn_by_python(chromium, tmp_p
     assert not failed and not offsite, (failed, offsite)
     assert moved == 1 and len(problems) == 1 and "moved (readout" in problems[0] and "did not change" in problems[0], \
         problems
+
+
+# The reader's checks of tests/_browser_checks.py, each on a planted page (one defect a page), and all of them
+# on a page of look-alikes that a book may show (typeset math, code, dollars, folded solutions, pictures).
+WIDE = "x = " + " + ".join(f"weight_{i}" for i in range(20))  # about 230 characters
+PLANTED = {
+    "raw TeX": {
+        "tex_text": r"<p>The variance $\operatorname{Var} = 2(\lVert J_s\rVert_F^2</p><ul><li>\sum_i J_{ii}^2)</li></ul>",
+        "tex_link": ('<p>See the table.</p>', r'<nav><a href="#c">The condition u^\top w &gt; -1</a></nav>'),
+        "tex_dollars": "<p>the loss $L = a + b$ was not typeset</p>",
+    },
+    "progress bar or empty band": {
+        "tqdm_text": '<div class="cell_output"><div class="output stderr"><pre>fit:  46%|████▌     | 274/600 '
+                     '[00:03&lt;00:04, 80.1it/s]</pre></div></div>',
+        "tqdm_widget": '<div class="cell_output"><div class="output"><div class="jupyter-widgets widget-hprogress">'
+                       '<progress value="46" max="100"></progress> 46%</div></div></div>',
+        "band": '<div class="cell_input"><pre>fit(model)</pre></div><div class="cell_output"><div class="output">'
+                '<div class="jupyter-widgets widget-hprogress" style="visibility: hidden; height: 600px">'
+                '<progress value="600" max="600"></progress> 100% 600/600</div></div></div>',  # a hidden tqdm bar
+    },
+    "raw repr": {
+        "array": '<div class="cell_output"><pre>[array([[2.6713803e-19, 1.2e-3]], shape=(200, 200), dtype=float32)]'
+                 '</pre></div>',
+        "tensor": '<div class="cell_output"><pre>✓ the KL is small: tensor(0.0123)</pre></div>',
+    },
+    "code wider than its box": {
+        "wide_input": f'<div class="cell_input"><div class="highlight"><pre>{WIDE}</pre></div></div>',
+        "wide_folded": f'<details><summary>Show code cell source</summary><div class="cell_input"><div class="highlight">'
+                       f'<pre>{WIDE}</pre></div></div></details>',
+        "wide_listing": f'<div class="highlight-python"><div class="highlight"><pre>&gt;&gt;&gt; {WIDE}</pre></div></div>',
+    },
+    "solution shown": {
+        "solution_text": "<p><strong>1.</strong> Show that F(t) = exp(tA).</p><p><em>Solution.</em> F(t) = exp(tA), so...</p>",
+        "solution_cell": '<p>2. Compute the mutual information.</p><div class="cell_input"><pre># Solution\nmi = 1.2</pre></div>',
+        "solution_open": '<details open class="sd-dropdown"><summary>Solution</summary><p>Solution. It is 3.</p></details>',
+    },
+    "no citation": {
+        "uncited": "<p>Real NVP (Dinh et al., 2017) stacks affine couplings.</p>",
+    },
+}
+LOOK_ALIKES = f"""<style>pre {{ overflow: auto }}</style>
+<p>Typeset math <mjx-container class="MathJax">\\frac{{a}}{{b}} x_{{i}} u^\\top</mjx-container> and
+  <code>x_{{i}} = \\alpha</code>; costs of $5 and $10; a lone backslash \\ ; x^2 and x_1.</p>
+<pre>\\sum_i $x$</pre><div class="cell_input"><pre>s = "$a$ \\\\top"  # shorter than its box</pre></div>
+<p>The solution map of the ODE; <a href="bibliography.html#dinh2017">[DSB17]</a>; the solution is unique.</p>
+<details class="sd-dropdown"><summary>Solution</summary><p>Solution. Hidden until clicked.</p></details>
+<details><summary>Show code cell content</summary><div class="cell_input"><pre># Solution
+mi = 1.2</pre></div>
+  <div class="cell_output"><pre>an array of shape (3,), a tensor on the cpu</pre></div></details>
+<div class="cell_output"><img width="300" height="200" alt="a figure"
+  src="data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' width='300' height='200'/%3E"></div>
+<div class="cell_output"><div class="output"><svg width="300" height="200"><circle cx="50" cy="50" r="40"/></svg></div></div>
+<div class="cell_output"><div class="output"><pre>torch.Size([3]) 100% of the runs  5 it</pre></div></div>
+<div class="cell_output"><div class="output"><div class="widget-hprogress" style="display: none; height: 60px">
+  <progress value="100" max="100"></progress></div></div></div>
+<div class="cell_output"><div class="output" style="height: 30px"></div></div>
+<div class="cell_output"><div class="output"><mjx-container display="true" style="display: block; height: 80px">
+  </mjx-container></div></div>"""
+
+
+def test_reader_checks_fail_on_planted_defects(chromium, tmp_path):
+    style = "<style>article { width: 600px } pre { overflow: auto }</style>"
+    for defects in PLANTED.values():
+        for name, body in defects.items():
+            body, outside = body if isinstance(body, tuple) else (body, "")
+            planted_page(tmp_path, name, style + body, outside)
+    planted_page(tmp_path, "look_alikes", style + LOOK_ALIKES)
+    with serve(tmp_path) as url:
+        found = {}
+        for name in [n for d in PLANTED.values() for n in d] + ["look_alikes"]:
+            page, _, _ = open_page(chromium, f"{url}/{name}.html")
+            found[name] = reader_problems(page, chapter=name in ("uncited", "look_alikes"))
+            page.close()
+    assert found.pop("look_alikes") == {}, "a check fired on look-alikes a page may show"
+    for check, defects in PLANTED.items():
+        for name in defects:
+            assert list(found[name]) == [check], f"{name}: {found[name]} (expected only {check!r})"
+    text = lambda name: " | ".join(found[name][next(iter(found[name]))])  # noqa: E731
+    assert "in the text" in text("tex_text") and r"\operatorname" in text("tex_text") and r"\sum" in text("tex_text")
+    assert "in a link" in text("tex_link") and "u^\\top" in text("tex_link")
+    assert "$L = a + b$" in text("tex_dollars")
+    assert "46%|" in text("tqdm_text") and "a progress bar is shown" in text("tqdm_widget")
+    assert "empty band 600 px" in text("band") and "fit(model)" in text("band")
+    assert "array(" in text("array") and "tensor(" in text("tensor")
+    assert text("wide_input").startswith("code cell wider") and "fit)" in text("wide_input")
+    assert text("wide_folded").startswith("code cell wider") and "fit, folded)" in text("wide_folded")
+    assert text("wide_listing").startswith("listing wider")
+    assert "Solution." in text("solution_text") and "# Solution" in text("solution_cell")
