@@ -161,6 +161,7 @@ def deformed_grid(fn, bounds=(-3, 3), lines: int = 15, n: int = 200, ax=None, ti
             out = (out[0] if isinstance(out, tuple) else out).detach().cpu().numpy()
             ax.plot(out[:, 0], out[:, 1], color=color, lw=0.6)
     ax.set_aspect("equal")
+    ax.set(xlabel="$x_1$", ylabel="$x_2$")
     if title:
         ax.set_title(title)
     return ax
