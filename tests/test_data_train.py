@@ -61,3 +61,16 @@ def test_fit_rejects_bad_data():
         fb.fit(flow, torch.randn(10, 2), val_data=torch.randn(5, 1), steps=1, progress=False)
     with pytest.raises(ValueError, match="steps must be a whole number >= 1"):
         fb.fit(flow, torch.randn(10, 2), steps=0, progress=False)
+
+
+def test_fork_conditional_is_the_two_mode_mixture_the_samples_show():
+    fork = fb.data.Fork()
+    x = fork.sample(200_000, torch.Generator().manual_seed(0))
+    near = x[(x[:, 0] - 1).abs() < 0.05, 1]  # the slice x1 = 1: modes at +-0.7 * 3 = +-2.1
+    assert abs((near > 0).double().mean().item() - 0.5) < 0.05
+    assert abs(near.abs().mean().item() - 2.1) < 0.05 and abs(near.abs().std().item() - 0.3) < 0.03
+    x2 = torch.linspace(-6, 6, 4001, dtype=torch.float64)
+    p = fork.log_conditional(torch.full_like(x2, 1.0), x2).exp()
+    assert abs(p.sum().item() * 12 / 4000 - 1) < 1e-6  # a density in x2 for each x1
+    with pytest.raises(ValueError, match="noise"):
+        fb.data.Fork(noise=0.0)

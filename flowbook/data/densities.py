@@ -15,7 +15,7 @@ from ..runtime import device_of
 from ..validation import check_count, check_dim, check_features, check_positive
 
 __all__ = ["Density2D", "GaussianMixture", "Ring", "Grid", "NoisyCurves", "Moons", "Circles",
-           "Spirals", "Checkerboard", "StudentT", "DENSITIES"]
+           "Spirals", "Checkerboard", "StudentT", "Fork", "DENSITIES"]
 
 
 class Density2D:
@@ -227,5 +227,52 @@ class StudentT(Density2D):
         return torch.distributions.StudentT(self.df, 0.0, self.scale).log_prob(x.double()).sum(1).to(x.dtype)
 
 
+class Fork(Density2D):
+    r"""A density whose conditional splits: one mode of :math:`x_2` at the left, two at the right.
+
+    :math:`x_1 \sim \mathcal N(0, 1)` and, given :math:`x_1`, :math:`x_2 = \pm m(x_1) + \sigma\varepsilon`
+    with :math:`m(x_1) = a\,(x_1 + 2)`, the sign a fair coin, :math:`\varepsilon \sim \mathcal N(0, 1)`:
+
+    .. math::
+        p(x_2 \mid x_1) = \tfrac12\,\mathcal N(x_2; m, \sigma^2) + \tfrac12\,\mathcal N(x_2; -m, \sigma^2).
+
+    One affine coupling layer (:math:`x_2` shifted and scaled as a function of :math:`x_1`) can only
+    give each conditional one Gaussian; a monotone spline can split it in two (chapter 9). The best
+    Gaussian conditional has the same mean and variance, :math:`\mathcal N(0, m^2 + \sigma^2)`.
+
+    Example:
+        >>> import torch
+        >>> fork = Fork()
+        >>> fork.log_conditional(torch.tensor([-2.0]), torch.tensor([0.0]))  # one mode at x1 = -2
+        tensor([0.2850])
+    """
+
+    bounds = (-4.0, 4.0)
+
+    def __init__(self, slope: float = 0.7, noise: float = 0.3):
+        self.slope, self.noise = check_positive(slope, "slope"), check_positive(noise, "noise")
+
+    def m(self, x1: torch.Tensor) -> torch.Tensor:
+        """The distance :math:`m(x_1) = a (x_1 + 2)` of the two modes from 0."""
+        return self.slope * (x1 + 2.0)
+
+    def sample(self, n, generator=None):
+        n = check_count(n, "n")
+        x1 = torch.randn(n, generator=generator)
+        sign = 2 * torch.randint(2, (n,), generator=generator) - 1
+        return torch.stack([x1, sign * self.m(x1) + self.noise * torch.randn(n, generator=generator)], 1)
+
+    def log_conditional(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """:math:`\log p(x_2 \mid x_1)`, the two-component mixture above."""
+        m = self.m(x1).unsqueeze(-1)
+        modes = torch.distributions.Normal(torch.cat([m, -m], -1), self.noise)
+        return modes.log_prob(x2.unsqueeze(-1)).logsumexp(-1) - math.log(2)
+
+    def log_prob(self, x):
+        check_features(x, 2, "x")
+        normal = torch.distributions.Normal(0.0, 1.0)
+        return normal.log_prob(x[:, 0]) + self.log_conditional(x[:, 0], x[:, 1])
+
+
 DENSITIES = {"ring": Ring, "grid": Grid, "moons": Moons, "circles": Circles,
-             "spirals": Spirals, "checkerboard": Checkerboard, "student-t": StudentT}
+             "spirals": Spirals, "checkerboard": Checkerboard, "student-t": StudentT, "fork": Fork}
