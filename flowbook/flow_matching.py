@@ -112,7 +112,8 @@ def straightness(field, z: torch.Tensor, solver_steps: int = 100) -> float:
     if not len(check_tensor(z, "z")):
         raise ValueError("straightness needs at least one noise point z, got 0 rows")
     path = euler(field, z, solver_steps=solver_steps, trajectory=True)
-    velocities = (path[1:] - path[:-1]) * solver_steps            # v(t_k, phi_k), one per step
+    # v(t_k, phi_k), one per step
+    velocities = (path[1:] - path[:-1]) * solver_steps
     s = (velocities - (path[-1] - path[0])).pow(2).sum(-1).mean().item()
     if not math.isfinite(s):
         raise field_failed("straightness")

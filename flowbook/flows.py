@@ -72,7 +72,8 @@ class NICE(Flow):
         hidden, context_features = _conditioner(hidden, context_features)
         if not isinstance(scaling, bool):
             raise TypeError(f"scaling must be True or False, got {type(scaling).__name__} {scaling!r}")
-        layers = [AdditiveCoupling(m, hidden=hidden, depth=depth, context_features=context_features)
+        layers = [AdditiveCoupling(m, hidden=hidden, depth=depth,
+                                   context_features=context_features)
                   for m in _masks(features, n_layers)]
         if scaling:
             layers.insert(0, Scaling(features))
@@ -96,8 +97,10 @@ class RealNVP(Flow):
     def __init__(self, features: int, n_layers: int = 8, hidden: int = 64, depth: int = 2,
                  context_features: int = 0, clamp: float | None = 3.0, dropout: float = 0.0, base=None):
         hidden, context_features = _conditioner(hidden, context_features)
-        layers = [AffineCoupling(m, hidden=hidden, depth=depth, context_features=context_features, clamp=clamp,
-                                 dropout=dropout) for m in _masks(features, n_layers)]
+        layers = [AffineCoupling(m, hidden=hidden, depth=depth,
+                                 context_features=context_features,
+                                 clamp=clamp, dropout=dropout)
+                  for m in _masks(features, n_layers)]
         super().__init__(_base(features, base), layers)
 
 
@@ -121,13 +124,21 @@ class MultiscaleRealNVP(Flow):
 
     def __init__(self, hidden: int = 64):
         layers = []
-        keep = torch.arange(32)          # channels 0-1 of the squeezed 4x4x4 image
-        scale2 = [AffineCoupling(checkerboard_mask(2, 4, 4, even=e), hidden=hidden) for e in (False, True)]
-        layers.append(Partial(Compose(*scale2, ActNorm(32)), keep, features=64))
-        layers += [AffineCoupling(channel_mask(4, 4, 4, first=f), hidden=hidden) for f in (False, True)]
+        keep = torch.arange(32)  # channels 0-1 of the squeezed 4x4x4 image
+        scale2 = [AffineCoupling(checkerboard_mask(2, 4, 4, even=e),
+                                 hidden=hidden)
+                  for e in (False, True)]
+        layers.append(Partial(Compose(*scale2, ActNorm(32)), keep,
+                              features=64))
+        layers += [AffineCoupling(channel_mask(4, 4, 4, first=f),
+                                  hidden=hidden)
+                   for f in (False, True)]
         # the squeeze 1x8x8 -> 4x4x4, as a permutation of the 64 features
-        layers.append(Permutation(unsqueeze(torch.arange(64).reshape(1, 4, 4, 4)).flatten()))
-        layers += [AffineCoupling(checkerboard_mask(1, 8, 8, even=e), hidden=hidden) for e in (False, True)]
+        layers.append(Permutation(
+            unsqueeze(torch.arange(64).reshape(1, 4, 4, 4)).flatten()))
+        layers += [AffineCoupling(checkerboard_mask(1, 8, 8, even=e),
+                                  hidden=hidden)
+                   for e in (False, True)]
         layers.append(ActNorm(64))
         super().__init__(StandardNormal(64), layers)
 
@@ -206,10 +217,12 @@ class NSF(Flow):
         (torch.Size([5]), torch.Size([3, 2]))
     """
 
-    def __init__(self, features: int, n_layers: int = 5, hidden: int = 64, depth: int = 2, bins: int = 8,
-                 bound: float = 5.0, context_features: int = 0, base=None):
+    def __init__(self, features: int, n_layers: int = 5, hidden: int = 64,
+                 depth: int = 2, bins: int = 8, bound: float = 5.0,
+                 context_features: int = 0, base=None):
         hidden, context_features = _conditioner(hidden, context_features)
-        layers = [SplineAutoregressive(features, bins, bound, hidden, depth, context_features, degrees=order)
+        layers = [SplineAutoregressive(features, bins, bound, hidden, depth,
+                                       context_features, degrees=order)
                   for order in alternating_orders(features, n_layers)]
         super().__init__(_base(features, base), layers)
 

@@ -1,22 +1,19 @@
 r"""Networks used as conditioners: a plain MLP, and MADE, the masked MLP of autoregressive flows.
 
-**Identity at initialization.** A flow layer whose conditioner outputs 0 is the identity map
-(zero shift, zero log-scale), so a deep flow built from such layers starts as the identity and
-training moves it away gradually. ``mlp(..., zero_init=True)`` and ``MADE(..., zero_init=True)``
-start their last layer at zero for exactly that.
+**Identity at initialization.** A flow layer whose conditioner outputs 0 is the identity map (zero shift, zero
+log-scale), so a deep flow built from such layers starts as the identity and training moves it away gradually.
+``mlp(..., zero_init=True)`` and ``MADE(..., zero_init=True)`` start their last layer at zero for exactly that.
 
-**MADE** (Germain et al., *MADE: Masked Autoencoder for Distribution Estimation*, 2015). Every
-input feature :math:`i` gets a *degree* :math:`m(i)` (by default :math:`m(i) = i`), every hidden
-unit a degree in :math:`[1, \max m - 1]`. A weight is kept only where information may flow
-without breaking the order:
+**MADE** (Germain et al., *MADE: Masked Autoencoder for Distribution Estimation*, 2015). Every input feature :math:`i`
+gets a *degree* :math:`m(i)` (by default :math:`m(i) = i`), every hidden unit a degree in :math:`[1, \max m - 1]`. A
+weight is kept only where information may flow without breaking the order:
 
 * into a hidden unit :math:`k` from a unit of degree :math:`m`: kept iff :math:`m(k) \ge m`;
 * into the output of feature :math:`j` from hidden unit :math:`k`: kept iff :math:`m(j) > m(k)`.
 
-A path from input :math:`i` to output :math:`j` then needs :math:`m(i) \le \dots < m(j)`, so output
-:math:`j` depends only on the features of lower degree (:math:`x_{<j}` for the default order).
-The rule is the two small functions ``hidden_degrees`` and ``made_mask``; ``MADE`` is a stack of
-``MaskedLinear`` layers built from them.
+A path from input :math:`i` to output :math:`j` then needs :math:`m(i) \le \dots < m(j)`, so output :math:`j` depends
+only on the features of lower degree (:math:`x_{<j}` for the default order). The rule is the two small functions
+``hidden_degrees`` and ``made_mask``; ``MADE`` is a stack of ``MaskedLinear`` layers built from them.
 """
 from __future__ import annotations
 
@@ -94,7 +91,8 @@ def hidden_degrees(width: int, max_degree: int) -> torch.Tensor:
     return (1 + torch.arange(width) % (max_degree - 1)).sort().values
 
 
-def made_mask(in_degrees: torch.Tensor, out_degrees: torch.Tensor, output: bool = False) -> torch.Tensor:
+def made_mask(in_degrees: torch.Tensor, out_degrees: torch.Tensor,
+              output: bool = False) -> torch.Tensor:
     r"""The ``(out, in)`` 0/1 mask of a MADE layer.
 
     Hidden layers keep the weight :math:`k \leftarrow i` iff :math:`m(k) \ge m(i)`; the output layer
@@ -105,7 +103,8 @@ def made_mask(in_degrees: torch.Tensor, out_degrees: torch.Tensor, output: bool 
         tensor([[0., 0.],
                 [1., 0.]])
     """
-    keep = out_degrees[:, None] > in_degrees[None, :] if output else out_degrees[:, None] >= in_degrees[None, :]
+    keep = (out_degrees[:, None] > in_degrees[None, :] if output
+            else out_degrees[:, None] >= in_degrees[None, :])
     return keep.float()
 
 
@@ -138,8 +137,7 @@ class MADE(nn.Module):
         features: number of input features D.
         hidden: width of each hidden layer (an int, repeated ``depth`` times, or a tuple of widths).
         depth: number of hidden layers when ``hidden`` is an int.
-        context_features: width of an optional conditioning vector, fed unmasked to the first
-            hidden layer (0: none).
+        context_features: width of an optional conditioning vector, fed unmasked to the first hidden layer (0: none).
         outputs_per_feature: outputs per feature (2 for an affine layer: shift and log-scale).
         degrees: optional input degrees (D integers >= 1); features of equal degree do not see
             each other. Default ``1..D``. ``[1]*d + [2]*(D-d)`` gives a coupling layer's pattern.
@@ -158,8 +156,9 @@ class MADE(nn.Module):
         True
     """
 
-    def __init__(self, features: int, hidden=64, depth: int = 2, context_features: int = 0,
-                 outputs_per_feature: int = 2, degrees=None, activation=nn.ReLU, zero_init: bool = True,
+    def __init__(self, features: int, hidden=64, depth: int = 2,
+                 context_features: int = 0, outputs_per_feature: int = 2,
+                 degrees=None, activation=nn.ReLU, zero_init: bool = True,
                  dropout: float = 0.0):
         super().__init__()
         self.features = check_dim(features, "features")
@@ -177,16 +176,17 @@ class MADE(nn.Module):
         # rank the degrees 1, 2, ...: the number of distinct levels is then max(degrees)
         degrees = torch.unique(degrees, return_inverse=True)[1] + 1
         self.register_buffer("degrees", degrees)
-
         layers, prev = [], degrees
         for w in widths:
             deg = hidden_degrees(w, self.n_levels)
             layers.append(MaskedLinear(len(prev), w, made_mask(prev, deg)))
             prev = deg
-        out_degrees = degrees.repeat(self.outputs_per_feature)  # output p*D + j belongs to feature j
+        # output p*D + j belongs to feature j
+        out_degrees = degrees.repeat(self.outputs_per_feature)
         self.input_layer = layers[0]
         self.hidden_layers = nn.ModuleList(layers[1:])
-        self.output = MaskedLinear(len(prev), len(out_degrees), made_mask(prev, out_degrees, output=True))
+        self.output = MaskedLinear(len(prev), len(out_degrees),
+                                   made_mask(prev, out_degrees, output=True))
         self.context_layer = nn.Linear(self.context_features, widths[0]) if self.context_features else None
         self.activation = _activation(activation)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None

@@ -252,9 +252,9 @@ class Fork(Density2D):
     def __init__(self, slope: float = 0.7, noise: float = 0.3):
         self.slope, self.noise = check_positive(slope, "slope"), check_positive(noise, "noise")
 
-    def m(self, x1: torch.Tensor) -> torch.Tensor:
-        """The distance :math:`m(x_1) = a (x_1 + 2)` of the two modes from 0."""
-        return self.slope * (x1 + 2.0)
+    def m(self, first: torch.Tensor) -> torch.Tensor:
+        """The distance :math:`m(x_1) = a (x_1 + 2)` of the two modes from 0, at ``first`` = :math:`x_1`."""
+        return self.slope * (first + 2.0)
 
     def sample(self, n, generator=None):
         n = check_count(n, "n")
@@ -262,11 +262,11 @@ class Fork(Density2D):
         sign = 2 * torch.randint(2, (n,), generator=generator) - 1
         return torch.stack([x1, sign * self.m(x1) + self.noise * torch.randn(n, generator=generator)], 1)
 
-    def log_conditional(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        """:math:`\log p(x_2 \mid x_1)`, the two-component mixture above."""
-        m = self.m(x1).unsqueeze(-1)
+    def log_conditional(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log p(x_2 \mid x_1)` at ``first`` = :math:`x_1`, ``second`` = :math:`x_2`: the mixture above."""
+        m = self.m(first).unsqueeze(-1)
         modes = torch.distributions.Normal(torch.cat([m, -m], -1), self.noise)
-        return modes.log_prob(x2.unsqueeze(-1)).logsumexp(-1) - math.log(2)
+        return modes.log_prob(second.unsqueeze(-1)).logsumexp(-1) - math.log(2)
 
     def log_prob(self, x):
         check_features(x, 2, "x")

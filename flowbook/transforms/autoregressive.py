@@ -199,7 +199,8 @@ def reparametrized(layer: MaskedAffineAutoregressive) -> MaskedAffineAutoregress
     return _Reparametrized(layer)
 
 
-def alternating_orders(features: int, n_layers: int, degrees=None) -> list[torch.Tensor]:
+def alternating_orders(features: int, n_layers: int,
+                       degrees=None) -> list[torch.Tensor]:
     """Degrees for ``n_layers`` autoregressive layers: ``degrees`` (default 1..D), then reversed, and so on.
 
     Each layer must see first the features the previous one saw last. Reversing the degrees
@@ -212,7 +213,8 @@ def alternating_orders(features: int, n_layers: int, degrees=None) -> list[torch
     """
     order = _degrees(check_dim(features), degrees)
     n_layers = check_dim(n_layers, "n_layers")
-    return [order if i % 2 == 0 else order.max() + 1 - order for i in range(n_layers)]
+    return [order if i % 2 == 0 else order.max() + 1 - order
+            for i in range(n_layers)]
 
 
 def _degrees(features: int, degrees) -> torch.Tensor:

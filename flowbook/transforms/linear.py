@@ -195,7 +195,8 @@ class QRLinear(Bijection):
     def forward(self, z, context=None):
         self.check_input(z, "z")
         y = z @ self._R().T  # R z, row-wise
-        for u in self._units().flip(0):  # Q y = H_1(H_2(...H_K y)): the last reflection acts first
+        # Q y = H_1(H_2(...H_K y)): the last reflection acts first
+        for u in self._units().flip(0):
             y = self._reflect(y, u)
         if self.bias is not None:
             y = y + self.bias

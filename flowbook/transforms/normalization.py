@@ -88,10 +88,12 @@ class ActNorm(Bijection):
         the flag then stay as they were.
         """
         mean, log_std = self._statistics(v, direction)
-        if direction == "inverse":   # z = (x - b) e^-l: b = mean(x), l = log std(x)
+        if direction == "inverse":
+            # z = (x - b) e^-l: b = mean(x), l = log std(x)
             self.shift.copy_(mean)
             self.log_scale.copy_(log_std)
-        else:                        # x = z e^l + b: l = -log std(z), b = -e^l mean(z)
+        else:
+            # x = z e^l + b: l = -log std(z), b = -e^l mean(z)
             self.log_scale.copy_(-log_std)
             self.shift.copy_(-mean * torch.exp(-log_std))
         self.initialized.fill_(True)

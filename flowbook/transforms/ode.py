@@ -43,7 +43,8 @@ FIXED_STEP_METHODS = ("euler", "midpoint", "rk4", "heun3")
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 
 
-def trace_exact(v: torch.Tensor, z: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+def trace_exact(v: torch.Tensor, z: torch.Tensor,
+                create_graph: bool = False) -> torch.Tensor:
     r"""Exact :math:`\operatorname{tr}\,\partial v/\partial z` per row: one backward pass per dimension.
 
     Pass ``i`` differentiates :math:`\sum_{\text{rows}} v_i` and keeps :math:`\partial v_i/\partial z_i`
@@ -66,13 +67,15 @@ def trace_exact(v: torch.Tensor, z: torch.Tensor, create_graph: bool = False) ->
     if not check_trace_input(v, z):
         return trace                              # v does not depend on z
     for i in range(z.shape[1]):
-        grad_i = torch.autograd.grad(v[:, i].sum(), z, create_graph=create_graph, retain_graph=True,
-                                     allow_unused=True)[0]
+        grad_i = torch.autograd.grad(v[:, i].sum(), z,
+                                     create_graph=create_graph,
+                                     retain_graph=True, allow_unused=True)[0]
         trace = trace if grad_i is None else trace + grad_i[:, i]
     return trace
 
 
-def trace_hutchinson(v: torch.Tensor, z: torch.Tensor, eps: torch.Tensor, create_graph: bool = False):
+def trace_hutchinson(v: torch.Tensor, z: torch.Tensor, eps: torch.Tensor,
+                     create_graph: bool = False):
     r"""Hutchinson's estimate :math:`\varepsilon^\top (\partial v/\partial z)\, \varepsilon` per row.
 
     One vector-Jacobian product gives the row vector :math:`\varepsilon^\top J`; its dot product with
@@ -90,8 +93,8 @@ def trace_hutchinson(v: torch.Tensor, z: torch.Tensor, eps: torch.Tensor, create
     """
     if not check_trace_input(v, z, eps):
         return v.new_zeros(v.shape[0])           # v does not depend on z
-    eps_jacobian = torch.autograd.grad(v, z, eps, create_graph=create_graph,   # eps^T J
-                                       allow_unused=True)[0]
+    eps_jacobian = torch.autograd.grad(v, z, eps, create_graph=create_graph,
+                                       allow_unused=True)[0]  # eps^T J
     if eps_jacobian is None:                      # v does not depend on z
         return v.new_zeros(v.shape[0])
     return (eps_jacobian * eps).sum(1)
@@ -190,7 +193,8 @@ class ODEFlow(Bijection):
     def dynamics(self, t, state, eps=None, context=None):
         r"""The right-hand side :math:`(v(t, z), \operatorname{tr}\,\partial v/\partial z)` of the augmented ODE."""
         z = state[0]
-        training = torch.is_grad_enabled()   # differentiate the trace only when someone will
+        # differentiate the trace only when someone will
+        training = torch.is_grad_enabled()
         with torch.enable_grad():
             if not (training and z.requires_grad):
                 z = z.detach().requires_grad_(True)

@@ -184,7 +184,8 @@ class Planar(Bijection):
 
     def forward(self, z, context=None):
         self.check_input(z, "z")
-        u, w, b, one_plus_wu = self.parameters_for(context, z.shape[0], margin=True)
+        u, w, b, one_plus_wu = self.parameters_for(context, z.shape[0],
+                                                   margin=True)
         h = torch.tanh((z * w).sum(-1, keepdim=True) + b)
         x = z + u * h
         # det(I + u psi^T) = 1 + u^T psi, psi = h'(a) w, h' = 1 - tanh^2: that is

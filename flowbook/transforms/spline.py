@@ -1,11 +1,10 @@
 r"""Monotone rational-quadratic splines (Durkan, Bekasov, Murray and Papamakarios 2019, "Neural Spline Flows").
 
-An elementwise transformer more flexible than :math:`x = z e^{s} + t`, still invertible in
-closed form. On :math:`[-B, B]` the map passes through :math:`K + 1` knots
-:math:`(x^{(k)}, y^{(k)})` with :math:`(x^{(0)}, y^{(0)}) = (-B, -B)` and
-:math:`(x^{(K)}, y^{(K)}) = (B, B)`, with positive derivatives :math:`\delta^{(k)}` at the knots;
-outside :math:`[-B, B]` it is the identity (linear tails), so :math:`\delta^{(0)} = \delta^{(K)} = 1`
-and value and slope are continuous at :math:`\pm B`. Inside bin k, with
+An elementwise transformer more flexible than :math:`x = z e^{s} + t`, still invertible in closed form. On
+:math:`[-B, B]` the map passes through :math:`K + 1` knots :math:`(x^{(k)}, y^{(k)})` with
+:math:`(x^{(0)}, y^{(0)}) = (-B, -B)` and :math:`(x^{(K)}, y^{(K)}) = (B, B)`, with positive derivatives
+:math:`\delta^{(k)}` at the knots; outside :math:`[-B, B]` it is the identity (linear tails), so
+:math:`\delta^{(0)} = \delta^{(K)} = 1` and value and slope are continuous at :math:`\pm B`. Inside bin k, with
 :math:`s_k = (y^{(k+1)} - y^{(k)}) / (x^{(k+1)} - x^{(k)})` and
 :math:`\xi = (x - x^{(k)}) / (x^{(k+1)} - x^{(k)}) \in [0, 1]`,
 
@@ -27,15 +26,14 @@ Given y in bin k, :math:`\xi` is the root in [0, 1] of :math:`a\xi^2 + b\xi + c 
 taken as the paper recommends, :math:`\xi = 2c / (-b - \sqrt{b^2 - 4ac})`: the root in [0, 1], finite
 even when :math:`a = 0` (a straight bin, e.g. the identity), unlike :math:`(-b + \sqrt{b^2 - 4ac}) / 2a`.
 
-A network outputs :math:`3K - 1` unconstrained numbers per feature: K widths, K heights
-(a softmax turns each into bin sizes that fill :math:`2B`) and :math:`K - 1` interior
-derivatives (a softplus makes them positive). Two details not in the paper: every bin keeps a
-share of at least ``MIN_BIN`` of the interval and every derivative is at least
-``MIN_DERIVATIVE`` (no bin or slope collapses to 0), and the softplus is divided by
-:math:`\log 2` so that zero outputs give :math:`\delta = 1`: equal bins and unit slopes, the
-identity map. So a layer whose conditioner's last layer starts at zero is the identity.
-:math:`K \ge 2`: one bin from :math:`(-B, -B)` to :math:`(B, B)` has :math:`s_0 = \delta^{(0)} = \delta^{(1)} = 1`, so
-:math:`y = -B + 2B\xi = x` (the identity) whatever the parameters; and :math:`K < 1/` ``MIN_BIN``.
+A network outputs :math:`3K - 1` unconstrained numbers per feature: K widths, K heights (a softmax turns each into bin
+sizes that fill :math:`2B`) and :math:`K - 1` interior derivatives (a softplus makes them positive). Two details not
+in the paper: every bin keeps a share of at least ``MIN_BIN`` of the interval and every derivative is at least
+``MIN_DERIVATIVE`` (no bin or slope collapses to 0), and the softplus is divided by :math:`\log 2` so that zero
+outputs give :math:`\delta = 1`: equal bins and unit slopes, the identity map. So a layer whose conditioner's last
+layer starts at zero is the identity. :math:`K \ge 2`: one bin from :math:`(-B, -B)` to :math:`(B, B)` has
+:math:`s_0 = \delta^{(0)} = \delta^{(1)} = 1`, so :math:`y = -B + 2B\xi = x` (the identity) whatever the parameters;
+and :math:`K < 1/` ``MIN_BIN``.
 """
 from __future__ import annotations
 
@@ -94,7 +92,8 @@ def spline_knots(widths, heights, derivatives, bound: float):
     return positions(widths), positions(heights), F.pad(slopes, (1, 1), value=1.0)  # slope 1 at -B and B
 
 
-def rational_quadratic_spline(x, widths, heights, derivatives, bound: float, inverse: bool = False):
+def rational_quadratic_spline(x, widths, heights, derivatives, bound: float,
+                              inverse: bool = False):
     r"""The monotone rational-quadratic spline of Durkan et al. (2019), elementwise, with linear tails.
 
     Inside :math:`[-B, B]`, in the bin k that holds x (see the module docstring for :math:`s_k`, :math:`\xi`):
@@ -106,9 +105,9 @@ def rational_quadratic_spline(x, widths, heights, derivatives, bound: float, inv
         \frac{dy}{dx} = \frac{s_k^2 [\delta^{(k+1)} \xi^2 + 2 s_k \xi (1 - \xi) + \delta^{(k)} (1 - \xi)^2]}
                              {[s_k + (\delta^{(k+1)} + \delta^{(k)} - 2 s_k) \xi (1 - \xi)]^2};
 
-    outside, y = x and dy/dx = 1. ``inverse=True`` maps y back to x: the bin is found among the
-    :math:`y^{(k)}`, and :math:`\xi = 2c / (-b - \sqrt{b^2 - 4ac})` with the a, b, c of the
-    module docstring (the stable root of the quadratic), clamped to [0, 1] against rounding.
+    outside, y = x and dy/dx = 1. ``inverse=True`` maps y back to x: the bin is found among the :math:`y^{(k)}`, and
+    :math:`\xi = 2c / (-b - \sqrt{b^2 - 4ac})` with the a, b, c of the module docstring (the stable root of the
+    quadratic), clamped to [0, 1] against rounding.
 
     Args:
         x: input of any shape (y when ``inverse=True``); every real value is valid.
@@ -118,8 +117,7 @@ def rational_quadratic_spline(x, widths, heights, derivatives, bound: float, inv
         inverse: compute the inverse map.
 
     Returns:
-        ``(y, logabsdet)``, both of the shape of x: the output and :math:`\log|dy/dx|` per element
-        (:math:`\log|dx/dy|` for the inverse).
+        ``(y, logabsdet)``, both shaped like x: the output and :math:`\log|dy/dx|` (:math:`\log|dx/dy|` if inverse).
 
     Example:
         >>> import torch
@@ -158,11 +156,14 @@ def rational_quadratic_spline(x, widths, heights, derivatives, bound: float, inv
     else:
         xi = (u - x0) / w
     denominator = s + (d1 + d0 - 2 * s) * xi * (1 - xi)
-    out = x0 + xi * w if inverse else y0 + h * (s * xi**2 + d0 * xi * (1 - xi)) / denominator
-    log_slope = (2 * s.log() + (d1 * xi**2 + 2 * s * xi * (1 - xi) + d0 * (1 - xi) ** 2).log()
+    out = (x0 + xi * w if inverse
+           else y0 + h * (s * xi**2 + d0 * xi * (1 - xi)) / denominator)
+    log_slope = (2 * s.log() + (d1 * xi**2 + 2 * s * xi * (1 - xi)
+                                + d0 * (1 - xi) ** 2).log()
                  - 2 * denominator.log()).squeeze(-1)  # log dy/dx
     y = torch.where(inside, out.squeeze(-1), x)
-    return y, torch.where(inside, -log_slope if inverse else log_slope, torch.zeros_like(x))
+    return y, torch.where(inside, -log_slope if inverse else log_slope,
+                          torch.zeros_like(x))
 
 
 class Spline(Bijection):
@@ -173,8 +174,7 @@ class Spline(Bijection):
 
     Args:
         features: number of features.
-        bins: K, the number of bins, :math:`2 \le K < 1/` ``MIN_BIN``.
-        bound: B > 0; the identity outside :math:`[-B, B]`.
+        bins, bound: K bins, :math:`2 \le K < 1/` ``MIN_BIN``, on :math:`[-B, B]`, B > 0 (the identity outside).
 
     Example:
         >>> import torch, flowbook

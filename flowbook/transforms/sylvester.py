@@ -164,20 +164,25 @@ class Sylvester(Bijection):
         diag, diag_tilde = r.diagonal(dim1=-2, dim2=-1), r_tilde.diagonal(dim1=-2, dim2=-1)
         if self.constrain:  # Planar's (u, w) rule, one diagonal pair at a time
             pair = diag.unsqueeze(-1), diag_tilde.unsqueeze(-1)
-            margins = Planar.one_plus_wu_hat(*pair).squeeze(-1)     # 1 + r~_ii r^_ii
+            margins = Planar.one_plus_wu_hat(*pair).squeeze(-1)  # 1 + r~_ii r^_ii
             diag = Planar.constrain_u(*pair).squeeze(-1)
         else:
-            margins = 1 + diag_tilde * diag                         # 1 + r~_ii r_ii
+            margins = 1 + diag_tilde * diag  # 1 + r~_ii r_ii
         R = r.triu(1) + torch.diag_embed(diag)
         R_tilde = r_tilde.triu(1) + torch.diag_embed(diag_tilde)
         return (R, R_tilde, b, self.orthonormal(q_raw)) + ((margins,) if margin else ())
 
     def forward(self, z, context=None):
         self.check_input(z, "z")
-        R, R_tilde, b, Q, margins = self.triangular(context, z.shape[0], margin=True)
-        qz = (z.unsqueeze(1) @ Q).squeeze(1)                               # Q^T z, (n, M)
-        h = torch.tanh((qz.unsqueeze(1) @ R_tilde.transpose(1, 2)).squeeze(1) + b)   # h(R~ Q^T z + b)
-        x = z + ((h.unsqueeze(1) @ R.transpose(1, 2)) @ Q.transpose(1, 2)).squeeze(1)  # z + Q R h
+        R, R_tilde, b, Q, margins = self.triangular(context, z.shape[0],
+                                                    margin=True)
+        qz = (z.unsqueeze(1) @ Q).squeeze(1)  # Q^T z, (n, M)
+        # h(R~ Q^T z + b)
+        h = torch.tanh((qz.unsqueeze(1) @ R_tilde.transpose(1, 2)).squeeze(1)
+                       + b)
+        # z + Q R h
+        x = z + ((h.unsqueeze(1) @ R.transpose(1, 2))
+                 @ Q.transpose(1, 2)).squeeze(1)
         # det(I + diag(h') R~ R): triangular, diagonal 1 + h' r~_ii r_ii
         #                                         = h^2 + h' (1 + r~_ii r_ii)
         return x, torch.log(torch.abs(h.pow(2) + (1 - h.pow(2)) * margins)).sum(-1)
