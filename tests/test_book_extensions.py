@@ -28,3 +28,19 @@ def test_an_error_output_is_a_build_warning_and_a_plain_output_is_not(monkeypatc
     refused["classes"] += ["output", "traceback"]
     flowbook_outputs.warn_on_error_outputs(None, page(plain, refused), "book/01")
     assert warned == ["the page shows an error output: FigureLayoutError: this figure is hard to read:"]
+
+
+def test_glue_hands_myst_nb_plain_numbers(monkeypatch):
+    """A NumPy or torch scalar is glued as its Python number: MyST-NB's {glue:text}`x:.3f` cannot
+    format the text 'np.float64(0.98)', and the build warns (-W: fails) on it."""
+    import numpy as np
+    import torch
+    import myst_nb
+
+    import flowbook as fb
+
+    seen = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=False: seen.update({name: value}))
+    fb.glue("a", np.float64(0.98)), fb.glue("b", torch.tensor(3)), fb.glue("c", 0.5), fb.glue("d", "text")
+    assert seen == {"a": 0.98, "b": 3, "c": 0.5, "d": "text"}
+    assert all(type(v) in (float, int, str) for v in seen.values())

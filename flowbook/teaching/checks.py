@@ -84,9 +84,12 @@ def glue(name: str, value, display: bool = False) -> None:
 
     Example:
         >>> glue("answer", 42)      # no output; in the book, {glue:text}`answer` reads 42
+        >>> glue("ratio", torch.tensor(0.25))   # a 0-d tensor or NumPy scalar is quoted as a number
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty string, got {name!r}")
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()  # a NumPy or torch scalar: its Python number, which glue's format reads
     try:
         from myst_nb import glue as myst_glue
     except ImportError:
