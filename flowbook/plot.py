@@ -82,7 +82,7 @@ def density(log_prob, bounds=(-5, 5), n: int = 200, ax=None, title=None, log=Fal
     """Heat-map of ``exp(log_prob(x))`` (or of ``log_prob`` with ``log=True``) over a square.
 
     ``log_prob`` is a function of a ``(m, 2)`` tensor, e.g. ``flow.log_prob`` or ``Ring().log_prob``.
-    The axes are labelled $x_1$, $x_2$ and a colour bar gives the scale; ``vmax`` fixes the top of
+    The axes are labelled :math:`x_1`, :math:`x_2` and a colour bar gives the scale; ``vmax`` fixes the top of
     the scale (to compare panels), ``colorbar=False`` leaves the bar to the caller (see
     :func:`densities` for a row of panels on one scale).
     """
