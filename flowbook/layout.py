@@ -6,6 +6,8 @@ r"""Is a drawn figure readable? The checks the book runs on every figure as it i
   (overprinted tick labels, a sub-title running into its neighbour);
 * a strip: the drawn figure is more than ``max_aspect`` times wider than tall (or 3 times taller
   than wide);
+* too wide: the drawn figure is wider than ``max_width`` inches; the page's text column (about
+  7.7 in at 90 dpi) shrinks it, and its text with it (a 12 in figure's 11 pt labels become 9 px);
 * a colour-mapped picture (``imshow``, ``pcolormesh``, ``contourf``) with no colour bar for its
   scale, or with unlabelled axes; grey-scale pictures (digits, masks) are pictures, not densities;
 * an axes with tick labels but no axis label, or a figure with neither a suptitle nor a title on
@@ -115,12 +117,14 @@ def _row_or_column_labelled(ax, others, axis):
     return False
 
 
-def figure_problems(fig: Figure, max_aspect: float = 4.0) -> list[str]:
+def figure_problems(fig: Figure, max_aspect: float = 4.0, max_width: float = 10.0) -> list[str]:
     """What makes ``fig`` hard to read, as a list of sentences (empty when it reads well)."""
     if not isinstance(fig, Figure):
         raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     if not max_aspect >= 1:
         raise ValueError(f"max_aspect must be a number >= 1, got {max_aspect}")
+    if not max_width > 0:
+        raise ValueError(f"max_width must be a positive number of inches, got {max_width}")
     fig.draw_without_rendering()  # lays the figure out (and places the ticks) without painting pixels
     renderer = fig.canvas.get_renderer()
     problems = _overlaps(fig, renderer)
@@ -129,6 +133,9 @@ def figure_problems(fig: Figure, max_aspect: float = 4.0) -> list[str]:
         ratio = box.width / box.height
         problems.append(f"a strip: the figure is {ratio:.1f} times wider than tall (at most {max_aspect:g})"
                         if ratio > 1 else f"a strip: the figure is {1 / ratio:.1f} times taller than wide (at most 3)")
+    if box.width > max_width:
+        problems.append(f"too wide: {box.width:.1f} in (at most {max_width:g}); the page shrinks it to its "
+                        f"text column and its text to {7.7 / box.width:.0%} of its size")
     bars = [ax._colorbar for ax in fig.axes if getattr(ax, "_colorbar", None) is not None]
     scales = {_scale(cb.mappable) for cb in bars}
     plots = [ax for ax in fig.axes if ax.get_visible() and getattr(ax, "_colorbar", None) is None and ax.axison]
@@ -159,9 +166,9 @@ def figure_problems(fig: Figure, max_aspect: float = 4.0) -> list[str]:
     return problems
 
 
-def check_figure(fig: Figure, max_aspect: float = 4.0) -> Figure:
+def check_figure(fig: Figure, max_aspect: float = 4.0, max_width: float = 10.0) -> Figure:
     """Raise :class:`FigureLayoutError` listing :func:`figure_problems` of ``fig``; return ``fig`` if none."""
-    problems = figure_problems(fig, max_aspect)
+    problems = figure_problems(fig, max_aspect, max_width)
     if problems:
         raise FigureLayoutError("this figure is hard to read:\n  - " + "\n  - ".join(problems))
     return fig

@@ -138,3 +138,14 @@ def test_contour_lines_over_a_picture_are_not_a_second_colour_map():
     assert figure_problems(fig) == []
     ax.contourf(grid, levels=3, cmap="viridis")  # a filled contour is a colour map of its own
     assert any("no colour bar" in p for p in figure_problems(fig))
+
+
+def test_a_figure_wider_than_the_page_column_allows_is_refused():
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), constrained_layout=True)
+    for ax in axes:
+        labelled(ax).plot([0, 1])
+    assert any(p.startswith("too wide: 1") and "(at most 10)" in p for p in figure_problems(fig))
+    fig.set_size_inches(9.5, 3.6)
+    assert figure_problems(fig) == []
+    with pytest.raises(ValueError, match="max_width must be a positive number of inches, got 0"):
+        figure_problems(fig, max_width=0)
